@@ -1,0 +1,55 @@
+"""Pydantic models of every message of the public contract; JSON Schema files beside them
+(`schemas/json/`, regenerated with `python -m schemas.export`)."""
+
+from schemas.common import InputEvent, OutputMessage
+from schemas.outputs import (
+    Alert,
+    Contribution,
+    Counterfactual,
+    DeadLetter,
+    Explanation,
+    MaintenancePrediction,
+    RuleCheck,
+    TimeStepContribution,
+    deterministic_id,
+    digest,
+)
+from schemas.sales import CalendarEntry, SalesEvent
+from schemas.sensor import MaintenanceOutcome, SensorReading
+from schemas.supply_chain import SupplyChainTransaction, SupplyChainVerdict
+
+# Message name -> model; the name is the JSON Schema file name.
+MESSAGES = {
+    "sensor-reading": SensorReading,
+    "maintenance-outcome": MaintenanceOutcome,
+    "supply-chain-transaction": SupplyChainTransaction,
+    "supply-chain-verdict": SupplyChainVerdict,
+    "sales-event": SalesEvent,
+    "demand-calendar-entry": CalendarEntry,
+    "maintenance-prediction": MaintenancePrediction,
+    "alert": Alert,
+    "explanation": Explanation,
+    "dead-letter": DeadLetter,
+}
+
+__all__ = [
+    "MESSAGES",
+    "Alert",
+    "CalendarEntry",
+    "Contribution",
+    "Counterfactual",
+    "DeadLetter",
+    "Explanation",
+    "InputEvent",
+    "MaintenanceOutcome",
+    "MaintenancePrediction",
+    "OutputMessage",
+    "RuleCheck",
+    "SalesEvent",
+    "SensorReading",
+    "SupplyChainTransaction",
+    "SupplyChainVerdict",
+    "TimeStepContribution",
+    "deterministic_id",
+    "digest",
+]

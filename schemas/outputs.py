@@ -1,0 +1,135 @@
+"""Messages this product publishes: predictions, alerts, explanations, dead letters."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import datetime
+from typing import Any, Literal, Optional
+
+from pydantic import Field
+
+from schemas.common import OutputMessage
+
+DecisionSource = Literal["model", "rule"]
+Severity = Literal["info", "warning", "critical"]
+
+_ID_NAMESPACE = uuid.UUID("6f1c3f0e-8d4a-4b7e-9a51-2b1d8a7c5e10")
+
+
+def deterministic_id(*parts: object) -> str:
+    """The same inputs always give the same id, so consumers can drop at-least-once duplicates."""
+    return str(uuid.uuid5(_ID_NAMESPACE, "\x1f".join(str(p) for p in parts)))
+
+
+def digest(payload: bytes) -> str:
+    return hashlib.sha256(payload).hexdigest()
+
+
+class MaintenancePrediction(OutputMessage):
+    """One per scored sensor reading, whatever the decision."""
+
+    prediction_id: str
+    event_id: str
+    machine_id: str
+    event_ts: datetime
+    failure_probability: float = Field(ge=0, le=1)
+    horizon_hours: float
+    time_to_failure_hours: Optional[float]
+    time_to_failure_low_hours: Optional[float] = None
+    time_to_failure_high_hours: Optional[float] = None
+    confidence: float = Field(ge=0, le=1)
+    decision_source: DecisionSource
+    reason: str = ""
+    alert: bool = False
+    model_name: str
+    model_version: Optional[str]
+    imputed_sensors: list[str] = Field(default_factory=list)
+    clipped_sensors: list[str] = Field(default_factory=list)
+    unknown_sensors: list[str] = Field(default_factory=list)
+    created_at: datetime
+
+
+class Alert(OutputMessage):
+    alert_id: str
+    kind: str
+    entity_id: str
+    event_ids: list[str]
+    severity: Severity
+    score: float
+    confidence: float = Field(ge=0, le=1)
+    decision_source: DecisionSource
+    reason: str
+    model_name: str
+    model_version: Optional[str]
+    created_at: datetime
+    event_ts: datetime
+    explanation: str
+
+
+class Contribution(OutputMessage):
+    """How much one input moved the score (signed, in score units)."""
+
+    name: str
+    value: Optional[float] = None
+    contribution: float
+
+
+class TimeStepContribution(OutputMessage):
+    event_id: Optional[str] = None
+    event_ts: Optional[datetime] = None
+    steps_ago: int
+    contribution: float
+
+
+class Counterfactual(OutputMessage):
+    feature: str
+    actual: Optional[float]
+    alternative: float
+    score_actual: float
+    score_alternative: float
+    text: str
+
+
+class RuleCheck(OutputMessage):
+    rule: str
+    value: Optional[float]
+    limit: float
+    fired: bool
+
+
+class Explanation(OutputMessage):
+    alert_id: str
+    kind: str
+    entity_id: str
+    model_name: str
+    model_version: Optional[str]
+    decision_source: DecisionSource
+    method: str
+    summary: str
+    text: str
+    features: list[Contribution] = Field(default_factory=list)
+    time_steps: list[TimeStepContribution] = Field(default_factory=list)
+    counterfactuals: list[Counterfactual] = Field(default_factory=list)
+    rules: list[RuleCheck] = Field(default_factory=list)
+    inputs_sha256: str
+    created_at: datetime
+
+
+class DeadLetter(OutputMessage):
+    dead_letter_id: str
+    source_topic: str
+    partition: Optional[int]
+    offset: Optional[int]
+    key: Optional[str]
+    payload: str
+    payload_encoding: Literal["utf-8", "base64"]
+    payload_bytes: int
+    payload_truncated: bool
+    payload_sha256: str
+    # Position inside a gateway array message, when only one element of it was bad.
+    item_index: Optional[int] = None
+    error_code: str
+    error_message: str
+    errors: list[dict[str, Any]] = Field(default_factory=list)
+    failed_at: datetime
