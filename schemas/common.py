@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 from datetime import datetime, timezone
-from typing import Annotated, Any, Union
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictFloat, StrictInt
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictFloat
 
 # Epoch milliseconds outside these years are almost always epoch *seconds* or garbage.
 _MIN_TS = datetime(2000, 1, 1, tzinfo=timezone.utc)
@@ -48,14 +48,18 @@ def _parse_ts(value: Any) -> datetime:
 
 
 def _finite(value: float) -> float:
-    if not math.isfinite(value):
+    try:
+        result = float(value)
+    except OverflowError:  # an int beyond float range: pydantic only reports ValueErrors
+        raise ValueError("number is too large") from None
+    if not math.isfinite(result):
         raise ValueError("number must be finite (NaN and infinity are not allowed)")
-    return float(value)
+    return result
 
 
 Timestamp = Annotated[datetime, BeforeValidator(_parse_ts)]
 # Strict: "1.5" or true are type errors, not numbers; NaN/inf are rejected explicitly.
-FiniteFloat = Annotated[Union[StrictInt, StrictFloat], AfterValidator(_finite)]
+FiniteFloat = Annotated[StrictFloat, AfterValidator(_finite)]
 EntityId = Annotated[str, Field(min_length=1, max_length=128)]
 Name = Annotated[str, Field(min_length=1, max_length=64)]
 

@@ -1,0 +1,153 @@
+"""Raw message bytes -> validated input events, or precise reasons why not.
+
+Agents consume raw bytes and call `decode_message`; nothing here raises for bad input. A
+message is one JSON event or a JSON array of events of one kind (gateways batch); in an array,
+each bad element is its own failure and the good ones go on to scoring.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Generic, Optional, TypeVar
+
+from pydantic import ValidationError
+
+from schemas.common import InputEvent
+
+E = TypeVar("E", bound=InputEvent)
+
+SUPPORTED_SCHEMA_VERSIONS = frozenset({1})
+
+
+class ErrorCode:
+    EMPTY = "empty_message"
+    OVERSIZED = "oversized_message"
+    NOT_UTF8 = "not_utf8"
+    NOT_JSON = "not_json"
+    NON_FINITE = "non_finite_number"
+    TOO_DEEP = "nesting_too_deep"
+    NOT_OBJECT = "not_an_object"
+    TOO_MANY = "too_many_events"
+    SCHEMA_VERSION = "unsupported_schema_version"
+    INVALID = "invalid_fields"
+    FUTURE_TS = "timestamp_in_future"
+
+
+@dataclass(frozen=True)
+class DecodeFailure:
+    code: str
+    message: str
+    item_index: Optional[int] = None
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Decoded(Generic[E]):
+    events: list[E] = field(default_factory=list)
+    failures: list[DecodeFailure] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_bytes: int = 1_000_000
+    max_events: int = 10_000
+    max_future_skew: timedelta = timedelta(days=7)
+
+
+def _reject_constant(name: str) -> float:
+    raise _NonFinite(name)
+
+
+class _NonFinite(ValueError):
+    pass
+
+
+def _parse(raw: bytes) -> Any:
+    text = raw.decode("utf-8")  # UnicodeDecodeError handled by the caller
+    return json.loads(text, parse_constant=_reject_constant)
+
+
+def _field_errors(exc: ValidationError) -> tuple[str, list[dict[str, Any]]]:
+    errors = [
+        {"field": ".".join(str(p) for p in err["loc"]) or "(message)", "error": err["msg"], "type": err["type"]}
+        for err in exc.errors(include_url=False, include_input=False)
+    ]
+    shown = "; ".join(f"{e['field']}: {e['error']}" for e in errors[:5])
+    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+    return shown + more, errors
+
+
+def _validate_one(
+    obj: Any, model: type[E], index: Optional[int], limits: Limits, now: datetime
+) -> E | DecodeFailure:
+    if not isinstance(obj, dict):
+        return DecodeFailure(ErrorCode.NOT_OBJECT, f"expected a JSON object, got {type(obj).__name__}", index)
+    version = obj.get("schema_version", 1)
+    if isinstance(version, bool) or version not in SUPPORTED_SCHEMA_VERSIONS:
+        supported = ", ".join(map(str, sorted(SUPPORTED_SCHEMA_VERSIONS)))
+        return DecodeFailure(
+            ErrorCode.SCHEMA_VERSION, f"schema_version {version!r} is not supported (supported: {supported})", index
+        )
+    try:
+        event = model.model_validate(obj)
+    except ValidationError as exc:
+        message, errors = _field_errors(exc)
+        return DecodeFailure(ErrorCode.INVALID, message, index, errors)
+    except RecursionError:
+        return DecodeFailure(ErrorCode.TOO_DEEP, "message nests too deeply to validate", index)
+    if event.ts > now + limits.max_future_skew:
+        return DecodeFailure(
+            ErrorCode.FUTURE_TS,
+            f"ts {event.ts.isoformat()} is more than {limits.max_future_skew} ahead of now ({now.isoformat()})",
+            index,
+        )
+    return event
+
+
+def decode_message(
+    raw: Optional[bytes], model: type[E], limits: Limits = Limits(), now: Optional[datetime] = None
+) -> Decoded[E]:
+    """Decode one Kafka message value into events of `model` and failures; never raises."""
+    result: Decoded[E] = Decoded()
+    if not raw:
+        result.failures.append(DecodeFailure(ErrorCode.EMPTY, "message has no value"))
+        return result
+    if len(raw) > limits.max_bytes:
+        result.failures.append(
+            DecodeFailure(ErrorCode.OVERSIZED, f"message is {len(raw)} bytes; the limit is {limits.max_bytes}")
+        )
+        return result
+    try:
+        obj = _parse(raw)
+    except UnicodeDecodeError as exc:
+        result.failures.append(DecodeFailure(ErrorCode.NOT_UTF8, f"message is not UTF-8: {exc.reason} at byte {exc.start}"))
+        return result
+    except _NonFinite as exc:
+        result.failures.append(DecodeFailure(ErrorCode.NON_FINITE, f"{exc} is not a valid JSON number"))
+        return result
+    except RecursionError:
+        result.failures.append(DecodeFailure(ErrorCode.TOO_DEEP, "message nests too deeply to parse"))
+        return result
+    except ValueError as exc:
+        result.failures.append(DecodeFailure(ErrorCode.NOT_JSON, f"message is not JSON: {exc}"))
+        return result
+
+    now = now or datetime.now(timezone.utc)
+    if isinstance(obj, list):
+        if len(obj) > limits.max_events:
+            result.failures.append(
+                DecodeFailure(ErrorCode.TOO_MANY, f"array holds {len(obj)} events; the limit is {limits.max_events}")
+            )
+            return result
+        items: list[tuple[Optional[int], Any]] = list(enumerate(obj))
+    else:
+        items = [(None, obj)]
+    for index, item in items:
+        outcome = _validate_one(item, model, index, limits, now)
+        if isinstance(outcome, DecodeFailure):
+            result.failures.append(outcome)
+        else:
+            result.events.append(outcome)
+    return result

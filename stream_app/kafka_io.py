@@ -1,0 +1,88 @@
+"""Small aiokafka helpers shared by the CLI, simulator, demo and tests: readiness probe, topic
+creation, JSON producing and consuming. Agents do not use this (Faust owns their clients)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any, AsyncIterator, Iterable, Optional
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+
+async def _probe(bootstrap: str, timeout: float) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+    await asyncio.wait_for(admin.start(), timeout)
+    try:
+        await asyncio.wait_for(admin.list_topics(), timeout)
+    finally:
+        await admin.close()
+
+
+def probe_metadata(bootstrap: str, timeout: float = 2.0) -> None:
+    """Raise unless the broker answers a metadata request within `timeout` seconds."""
+    asyncio.run(_probe(bootstrap, timeout))
+
+
+async def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int) -> list[str]:
+    """Create the topics that do not exist yet; return the ones created."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [n for n in dict.fromkeys(names) if n not in existing]
+        if wanted:
+            try:
+                await admin.create_topics(
+                    [NewTopic(name=n, num_partitions=partitions, replication_factor=1) for n in wanted]
+                )
+            except TopicAlreadyExistsError:
+                pass  # another process created it meanwhile
+        return wanted
+    finally:
+        await admin.close()
+
+
+def encode_json(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), default=str).encode()
+
+
+def json_producer(bootstrap: str, **kwargs: Any) -> AIOKafkaProducer:
+    # acks=all: a producer of this product never treats an unacknowledged send as delivered.
+    return AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, **kwargs)
+
+
+async def consume_json(
+    bootstrap: str,
+    topics: list[str],
+    *,
+    group_id: Optional[str] = None,
+    from_beginning: bool = True,
+    idle_timeout: Optional[float] = None,
+) -> AsyncIterator[tuple[str, Any]]:
+    """Yield (topic, decoded value) until cancelled, or until `idle_timeout` seconds pass with
+    no message. Values that are not JSON are yielded as raw bytes."""
+    consumer = AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=bootstrap,
+        group_id=group_id,
+        auto_offset_reset="earliest" if from_beginning else "latest",
+        enable_auto_commit=group_id is not None,
+    )
+    await consumer.start()
+    try:
+        while True:
+            batches = await consumer.getmany(timeout_ms=int((idle_timeout or 1.0) * 1000), max_records=1000)
+            if not batches and idle_timeout is not None:
+                return
+            for records in batches.values():
+                for record in records:
+                    try:
+                        value: Any = json.loads(record.value)
+                    except (ValueError, TypeError):
+                        value = record.value
+                    yield record.topic, value
+    finally:
+        await consumer.stop()
