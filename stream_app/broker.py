@@ -120,3 +120,12 @@ class EmbeddedBroker:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def ensure_broker(bootstrap: str, embedded: bool, log_file: Optional[Path] = None) -> Optional[EmbeddedBroker]:
+    """When no broker is configured (embedded mode) and none is running, start one and return it
+    (the caller stops it). With a configured Kafka, only wait until it answers."""
+    if embedded and not is_listening(bootstrap):
+        return EmbeddedBroker(bootstrap, log_file=log_file).start()
+    wait_until_ready(bootstrap)
+    return None

@@ -60,7 +60,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path("var")
     # Faust waits about half of this on a group's first join on the embedded broker.
     broker_rebalance_timeout_s: float = 4.0
-    worker_web_port: int = 6066
+    # Prometheus /metrics of a worker; 0 disables (e.g. several workers on one host in tests).
+    metrics_port: int = Field(9102, ge=0, le=65535)
     # Bad-input limits.
     max_message_bytes: int = Field(1_000_000, ge=1024)
     max_events_per_message: int = Field(10_000, ge=1)

@@ -1,0 +1,29 @@
+"""Publishing from agents: send without awaiting each delivery, then wait for all of a batch's
+deliveries before the batch's input offsets are acknowledged (at-least-once)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Awaitable, Optional
+
+from schemas import OutputMessage
+
+
+class Outbox:
+    def __init__(self, producer: Any) -> None:
+        self._producer = producer
+        self._pending: list[Awaitable[Any]] = []
+
+    async def send(self, topic: str, key: Optional[str], message: OutputMessage) -> None:
+        value = message.model_dump_json().encode()
+        fut = await self._producer.send(
+            topic, key.encode() if key is not None else None, value, None, None, None
+        )
+        self._pending.append(fut)
+
+    async def flush(self) -> int:
+        """Wait until the broker acknowledged everything sent since the last flush."""
+        pending, self._pending = self._pending, []
+        if pending:
+            await asyncio.gather(*pending)
+        return len(pending)

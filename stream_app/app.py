@@ -1,0 +1,33 @@
+"""The Faust application: one factory, so the CLI, tests and benchmarks build the same app."""
+
+from __future__ import annotations
+
+import faust
+
+from agents import maintenance
+from stream_app.registry import ModelRegistry
+from stream_app.settings import Settings
+
+ALL_STREAMS = ("maintenance",)
+
+
+def create_app(settings: Settings) -> faust.App:
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{settings.bootstrap_servers}",
+        # Agents decode raw bytes themselves: faust's decoding errors kill or skip records.
+        key_serializer="raw",
+        value_serializer="raw",
+        topic_partitions=settings.topic_partitions,
+        broker_rebalance_timeout=settings.broker_rebalance_timeout_s,
+        # A new consumer group starts from the oldest retained event: nothing produced before the
+        # first deployment is silently skipped.
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        datadir=str(settings.data_dir / "faust"),
+        web_enabled=False,
+        logging_config=None,
+    )
+    registry = ModelRegistry(settings.model_dir)
+    maintenance.register(app, settings, registry)
+    return app

@@ -1,0 +1,127 @@
+"""`stream-app`: the one console script. Each verb is a thin call into its own module."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+from stream_app.settings import Settings, get_settings
+
+STREAMS = ("maintenance", "supply-chain", "demand")
+# Streams whose training exists; the others are refused with a clear message.
+TRAINABLE = ("maintenance",)
+
+
+def _cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
+    from stream_app.broker import EmbeddedBroker
+
+    bootstrap = args.bootstrap or settings.bootstrap_servers
+    with EmbeddedBroker(bootstrap, log_file=settings.data_dir / "broker.log") as broker:
+        print(f"embedded broker listening on {bootstrap} (pid {broker.pid}); Ctrl-C stops it", flush=True)
+        try:
+            signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from stream_app.worker import run_worker
+
+    if args.metrics_port is not None:
+        settings = settings.model_copy(update={"metrics_port": args.metrics_port})
+    run_worker(settings, loglevel=args.loglevel)
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:
+    from stream_app.training.cli import train_streams
+
+    streams = TRAINABLE if args.stream == "all" else (args.stream,)
+    missing = [s for s in streams if s not in TRAINABLE]
+    if missing:
+        print(f"training for {', '.join(missing)} is not available in this version", file=sys.stderr)
+        return 2
+    return train_streams(settings, streams, data=args.data, outcomes=args.outcomes, quick=args.quick)
+
+
+def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from stream_app.simulation.cli import simulate
+
+    return simulate(settings, args)
+
+
+def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from stream_app.demo import run_demo
+
+    return run_demo(settings, duration=args.duration, rate=args.rate, machines=args.machines)
+
+
+def _cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
+    from stream_app.tail import tail
+
+    try:
+        asyncio.run(
+            tail(settings.bootstrap_servers, args.topic, from_beginning=not args.new, limit=args.max, idle=args.idle)
+        )
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stream-app", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("broker", help="run the embedded development broker in the foreground")
+    p.add_argument("--bootstrap", help="host:port to listen on (default: the configured bootstrap address)")
+    p.set_defaults(func=_cmd_broker)
+
+    p = sub.add_parser("worker", help="run a worker: every stream's agent")
+    p.add_argument("--loglevel", default="info")
+    p.add_argument("--metrics-port", type=int, help="Prometheus port (0 disables; default from settings)")
+    p.set_defaults(func=_cmd_worker)
+
+    p = sub.add_parser("train", help="train a model version and write its evaluation report")
+    p.add_argument("stream", choices=(*STREAMS, "all"))
+    p.add_argument("--data", type=Path, help="history file (JSON Lines or CSV, event layout); default: simulated")
+    p.add_argument("--outcomes", type=Path, help="outcomes file (failures / verdicts) that goes with --data")
+    p.add_argument("--quick", action="store_true", help="small data and few epochs (smoke runs)")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("simulate", help="produce simulated events at a rate, or write a history file")
+    p.add_argument("--stream", choices=("maintenance",), default="maintenance")
+    p.add_argument("--rate", type=float, default=200.0, help="readings per second")
+    p.add_argument("--machines", type=int, default=50)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--duration", type=float, help="seconds to run (default: until Ctrl-C)")
+    p.add_argument("--count", type=int, help="readings to send, then stop")
+    p.add_argument("--history", type=Path, help="write a history (readings + outcomes JSONL) to this folder instead")
+    p.add_argument("--lives", type=int, default=1, help="with --history: machine lives (runs to failure) per machine")
+    p.set_defaults(func=_cmd_simulate)
+
+    p = sub.add_parser("demo", help="broker, model, worker and simulator in one command; alerts on screen")
+    p.add_argument("--duration", type=float, help="seconds to run (default: until Ctrl-C)")
+    p.add_argument("--rate", type=float, default=300.0)
+    p.add_argument("--machines", type=int, default=40)
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("tail", help="print a topic's messages as JSON lines")
+    p.add_argument("topic")
+    p.add_argument("--new", action="store_true", help="only messages arriving from now on")
+    p.add_argument("--max", type=int, help="stop after this many messages")
+    p.add_argument("--idle", type=float, help="stop after this many seconds without a message")
+    p.set_defaults(func=_cmd_tail)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = get_settings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return int(args.func(args, settings) or 0)

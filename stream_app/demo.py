@@ -1,0 +1,206 @@
+"""`stream-app demo`: the embedded broker, a model (trained now if absent), a worker and the
+simulator in one command; alerts and their explanations printed as they arrive."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime
+from typing import Any, Optional
+
+from stream_app.broker import ensure_broker
+from stream_app.kafka_io import consume_json, encode_json, ensure_topics, json_producer
+from stream_app.registry import ModelRegistry
+from stream_app.settings import Settings
+from stream_app.simulation.producer import maintenance_events, produce
+from stream_app.worker import contract_topics
+
+# A few malformed messages mixed in, to show that bad input lands in dead-letters and the
+# worker carries on.
+BAD_INPUT = [
+    b"{not json",
+    b'{"event_id": "bad-1", "machine_id": "m-x", "ts": "2026-01-01T00:00:00Z", "sensors": {"vibration_rms": "high"}}',
+    b'{"event_id": "bad-2", "machine_id": "m-x", "sensors": {"vibration_rms": 1.0}}',
+    b'{"schema_version": 99, "event_id": "bad-3"}',
+]
+
+BOLD, RED, YELLOW, DIM, RESET = ("\033[1m", "\033[31m", "\033[33m", "\033[2m", "\033[0m") if sys.stdout.isatty() else ("",) * 5
+
+
+def _ts(value: Any) -> str:
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).strftime("%Y-%m-%d %H:%M")
+    except ValueError:
+        return str(value)
+
+
+class Screen:
+    """What a person watching the demo sees: alerts with their explanation, failures as they
+    happen (and whether an alert came first), and a status line every few seconds."""
+
+    def __init__(self) -> None:
+        self.counts = {"readings": 0, "predictions": 0, "alerts": 0, "dead_letters": 0, "failures": 0, "caught": 0}
+        self.explanations: dict[str, dict[str, Any]] = {}
+        self.pending_alerts: dict[str, dict[str, Any]] = {}
+        self.last_alert_ts: dict[str, str] = {}
+
+    def alert(self, alert: dict[str, Any]) -> None:
+        self.counts["alerts"] += 1
+        self.last_alert_ts[alert["entity_id"]] = alert["event_ts"]
+        explanation = self.explanations.pop(alert["alert_id"], None)
+        if explanation is None:
+            self.pending_alerts[alert["alert_id"]] = alert
+            return
+        self._show(alert, explanation)
+
+    def explanation(self, explanation: dict[str, Any]) -> None:
+        alert = self.pending_alerts.pop(explanation["alert_id"], None)
+        if alert is None:
+            self.explanations[explanation["alert_id"]] = explanation
+        else:
+            self._show(alert, explanation)
+
+    def _show(self, alert: dict[str, Any], explanation: dict[str, Any]) -> None:
+        colour = RED if alert["severity"] == "critical" else YELLOW
+        source = alert["decision_source"]
+        print(
+            f"\n{colour}{BOLD}ALERT {alert['severity'].upper()}{RESET} {BOLD}{alert['entity_id']}{RESET} at {_ts(alert['event_ts'])}"
+            f"  score {alert['score']:.2f}  confidence {alert['confidence']:.2f}  decided by {source}"
+            f" ({alert['model_name']} {alert['model_version'] or '-'})"
+        )
+        print(f"  {alert['explanation']}")
+        if source == "rule":
+            print(f"  {DIM}reason: {alert['reason']}{RESET}")
+        for line in explanation.get("text", "").splitlines()[:8]:
+            print(f"  {DIM}| {line}{RESET}")
+        sys.stdout.flush()
+
+    def outcome(self, outcome: dict[str, Any]) -> None:
+        if outcome.get("outcome") != "failure":
+            return
+        self.counts["failures"] += 1
+        machine = outcome["machine_id"]
+        alerted = self.last_alert_ts.pop(machine, None)
+        if alerted:
+            self.counts["caught"] += 1
+            lead = (datetime.fromisoformat(outcome["ts"].replace("Z", "+00:00")) - datetime.fromisoformat(alerted.replace("Z", "+00:00"))).total_seconds() / 3600
+            note = f"last alert {lead:.1f} h before"
+        else:
+            note = "no alert before it"
+        print(f"\n{BOLD}FAILURE{RESET} {machine} ({outcome.get('failure_mode')}) at {_ts(outcome['ts'])}: {note}", flush=True)
+
+    def status(self, elapsed: float) -> None:
+        c = self.counts
+        print(
+            f"{DIM}[{elapsed:5.0f}s] readings sent {c['readings']}, predictions {c['predictions']}, alerts {c['alerts']}, "
+            f"dead letters {c['dead_letters']}, failures {c['failures']} ({c['caught']} alerted first){RESET}",
+            flush=True,
+        )
+
+
+async def _watch(settings: Settings, screen: Screen) -> None:
+    t = settings.topics
+    topics = [t.alerts, t.explanations, t.maintenance_predictions, t.dead_letters, t.maintenance_outcomes]
+    async for topic, value in consume_json(settings.bootstrap_servers, topics, from_beginning=False):
+        if not isinstance(value, dict):
+            continue
+        if topic == t.alerts:
+            screen.alert(value)
+        elif topic == t.explanations:
+            screen.explanation(value)
+        elif topic == t.maintenance_predictions:
+            screen.counts["predictions"] += 1
+        elif topic == t.dead_letters:
+            screen.counts["dead_letters"] += 1
+            print(f"{DIM}dead letter: {value['error_code']}: {value['error_message'][:100]}{RESET}", flush=True)
+        elif topic == t.maintenance_outcomes:
+            screen.outcome(value)
+
+
+async def _send_bad_input(settings: Settings) -> None:
+    producer = json_producer(settings.bootstrap_servers)
+    await producer.start()
+    try:
+        for payload in BAD_INPUT:
+            await producer.send_and_wait(settings.topics.sensor_readings, payload, key=b"m-x")
+    finally:
+        await producer.stop()
+
+
+async def _run(settings: Settings, duration: Optional[float], rate: float, machines: int) -> None:
+    screen = Screen()
+    started = time.monotonic()
+    watcher = asyncio.create_task(_watch(settings, screen))
+    await asyncio.sleep(1.0)  # let the watcher join before events flow
+
+    def count(topic: str, event: Any) -> None:
+        if event.kind == "reading":
+            screen.counts["readings"] += 1
+
+    producer = asyncio.create_task(
+        produce(settings, maintenance_events(settings, machines, seed=int(time.time())), rate, duration=duration, on_event=count)
+    )
+    await _send_bad_input(settings)
+    try:
+        while not producer.done():
+            await asyncio.sleep(5.0)
+            screen.status(time.monotonic() - started)
+        await producer
+        await asyncio.sleep(3.0)  # the last outputs
+        screen.status(time.monotonic() - started)
+    finally:
+        for task in (producer, watcher):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+def _ensure_model(settings: Settings) -> None:
+    registry = ModelRegistry(settings.model_dir)
+    if registry.current("maintenance") is not None:
+        return
+    print("No maintenance model yet: training one on simulated history (about a minute).", flush=True)
+    from stream_app.training.cli import train_streams
+
+    train_streams(settings, ("maintenance",), data=None, outcomes=None, quick=False)
+
+
+def _start_worker(settings: Settings) -> subprocess.Popen[bytes]:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = settings.data_dir / "worker.log"
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers, "METRICS_PORT": str(settings.metrics_port)}
+    log_file = open(log_path, "ab")  # noqa: SIM115 - handed to the child
+    print(f"starting a worker (log: {log_path})", flush=True)
+    return subprocess.Popen([sys.executable, "-m", "stream_app", "worker"], stdout=log_file, stderr=subprocess.STDOUT, env=env)
+
+
+def run_demo(settings: Settings, duration: Optional[float], rate: float, machines: int) -> int:
+    broker = ensure_broker(settings.bootstrap_servers, settings.uses_embedded_broker, settings.data_dir / "broker.log")
+    worker: Optional[subprocess.Popen[bytes]] = None
+    try:
+        asyncio.run(ensure_topics(settings.bootstrap_servers, contract_topics(settings), settings.topic_partitions))
+        _ensure_model(settings)
+        worker = _start_worker(settings)
+        print(
+            f"simulating {machines} machines at {rate:g} readings/s; alerts appear below "
+            f"({'for %.0f s' % duration if duration else 'Ctrl-C stops'})",
+            flush=True,
+        )
+        asyncio.run(_run(settings, duration, rate, machines))
+    except KeyboardInterrupt:
+        print("\nstopping", flush=True)
+    finally:
+        if worker is not None:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(20)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+        if broker is not None:
+            broker.stop()
+    return 0

@@ -1,0 +1,41 @@
+"""Every Prometheus metric of the worker, defined in one place. Names follow Prometheus
+conventions (`_total` counters, base units: seconds). Label values are bounded sets (stream
+names, error codes, severities), never entity ids."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+PREFIX = "stream_app"
+
+EVENTS = Counter(f"{PREFIX}_events_total", "Input events by stream and outcome (scored, dead_letter)", ["stream", "outcome"])
+MESSAGES = Counter(f"{PREFIX}_messages_total", "Kafka messages consumed by stream (one may hold many events)", ["stream"])
+DEAD_LETTERS = Counter(f"{PREFIX}_dead_letters_total", "Dead letters by stream and error code", ["stream", "code"])
+ALERTS = Counter(f"{PREFIX}_alerts_total", "Alerts by kind, severity and decision source", ["kind", "severity", "decision_source"])
+DECISIONS = Counter(f"{PREFIX}_decisions_total", "Predictions by stream and decision source", ["stream", "decision_source"])
+# Inference runs on micro-batches: from a single event (0.2 ms) to 500 (tens of ms).
+INFERENCE_SECONDS = Histogram(
+    f"{PREFIX}_inference_seconds", "Scorer time per micro-batch", ["stream"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+)
+BATCH_SIZE = Histogram(
+    f"{PREFIX}_batch_events", "Events per scored micro-batch", ["stream"],
+    buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 5000),
+)
+# End-to-end: event time to publication; the simulator and gateways are near real time, so
+# buckets span milliseconds to a minute.
+LATENCY_SECONDS = Histogram(
+    f"{PREFIX}_event_to_output_seconds", "Event timestamp to output acknowledged by the broker", ["stream"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+)
+CONFIDENCE = Histogram(
+    f"{PREFIX}_prediction_confidence", "Confidence of predictions", ["stream"],
+    buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.99, 1.0),
+)
+MODEL_INFO = Gauge(f"{PREFIX}_model_info", "1 for the model version a stream serves", ["stream", "model", "version"])
+
+
+def serve(port: int) -> None:
+    """Expose /metrics on `port` (0 disables)."""
+    if port:
+        start_http_server(port)
