@@ -42,6 +42,9 @@ def wait_until_ready(bootstrap: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     last_error: Optional[BaseException] = None
     while time.monotonic() < deadline:
+        if not is_listening(bootstrap):  # probing a closed port only logs connection errors
+            time.sleep(0.1)
+            continue
         try:
             probe_metadata(bootstrap, timeout=2.0)
             return

@@ -124,4 +124,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     settings = get_settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Client chatter (joins, metadata) is not news to someone tailing a topic or running a demo.
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
     return int(args.func(args, settings) or 0)
