@@ -1,0 +1,1 @@
+"""Scorers: events in, predictions, alerts and explanations out (no Kafka in here)."""

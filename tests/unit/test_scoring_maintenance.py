@@ -1,0 +1,382 @@
+import json
+import logging
+from datetime import timedelta
+
+import numpy as np
+import pytest
+import torch
+
+from schemas.outputs import Alert, Explanation, MaintenancePrediction, deterministic_id
+from schemas.sensor import SensorReading
+from stream_app.registry import ModelRegistry
+from stream_app.scoring.confidence import confidence
+from stream_app.scoring.maintenance import HISTORY_WINDOW, MaintenanceScorer, ScoredReading
+from stream_app.settings import MaintenanceSettings
+from tests.unit.maintenance_fixtures import (
+    INTERVAL_MIN,
+    SENSORS,
+    T0,
+    encode,
+    fleet,
+    full_sequence_probabilities,
+    interleave,
+    one_torch_thread,  # noqa: F401 (autouse fixture)
+    random_model,
+    readings_for,
+    trained_model,
+    write_artifact,
+)
+
+NO_COOLDOWN = MaintenanceSettings(alert_cooldown_s=0)
+
+
+@pytest.fixture
+def registry(tmp_path) -> ModelRegistry:
+    model, features = trained_model()
+    return write_artifact(tmp_path / "store", model, features)
+
+
+def _scorer(registry: ModelRegistry, settings: MaintenanceSettings = MaintenanceSettings(), **kw) -> MaintenanceScorer:
+    return MaintenanceScorer.load(registry, settings, **kw)
+
+
+def _reading(machine: str, k: int, cycle=None, **sensors) -> SensorReading:
+    return SensorReading(event_id=f"{machine}-x{k}", ts=T0 + timedelta(minutes=INTERVAL_MIN * k), machine_id=machine,
+                         sensors=sensors, machine_type="press", operating_mode="run", cycle=cycle)
+
+
+def _healthy(**override) -> dict:
+    normal = {"vibration_rms": 2.5, "bearing_temp": 60.0, "motor_temp": 75.0, "oil_pressure": 3.0, "vibration_hf": 0.4}
+    return {**normal, **override}
+
+
+def _score_all(scorer: MaintenanceScorer, batches) -> list[ScoredReading]:
+    return [r for batch in batches for r in scorer.score_batch(batch)]
+
+
+def _failing_machine(length: int = 100, machine: str = "F1"):
+    raw, failing, _ = fleet(2, length, seed=21)
+    assert failing[0]
+    return raw[0], readings_for(machine, raw[0])
+
+
+# --- loading ---------------------------------------------------------------------------------
+def test_load_serves_the_current_version(registry):
+    assert _scorer(registry).model_version == "v1"
+    model, features = trained_model()
+    write_artifact(registry.root, model, features)
+    assert _scorer(registry).model_version == "v2"
+
+
+def _corrupt_manifest(path):
+    (path / "manifest.json").write_text("{not json")
+
+
+def _garbage_weights(path):
+    (path / "model.pt").write_bytes(b"\x00not a torch file")
+
+
+def _missing_weights(path):
+    (path / "model.pt").unlink()
+
+
+def _incompatible_weights(path):
+    manifest = json.loads((path / "manifest.json").read_text())
+    torch.save(random_model(trained_model()[1], hidden=5).state_dict(), path / "model.pt")
+    assert manifest["hyperparameters"]["hidden"] != 5
+
+
+def _missing_key(path):
+    manifest = json.loads((path / "manifest.json").read_text())
+    del manifest["ttf_cap_hours"]
+    (path / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _dangling_current(path):
+    (path.parent / "CURRENT").write_text("v9\n")
+
+
+@pytest.mark.parametrize("damage", [_corrupt_manifest, _garbage_weights, _missing_weights, _incompatible_weights,
+                                    _missing_key, _dangling_current])
+def test_a_broken_model_means_rules_only_never_an_exception(registry, damage, caplog):
+    damage(registry.root / "maintenance" / "v1")
+    with caplog.at_level(logging.WARNING):
+        scorer = _scorer(registry)
+    assert scorer.model_version is None
+    assert any("rules only" in r.message and "model unavailable" in r.message for r in caplog.records)
+    (ok, hot) = scorer.score_batch([_reading("M", 0, **_healthy()), _reading("N", 0, **_healthy(bearing_temp=100.0))])
+    for out in (ok, hot):
+        assert out.prediction.decision_source == "rule" and out.prediction.model_version is None
+        assert "model unavailable" in out.prediction.reason
+    assert not ok.prediction.alert and ok.prediction.failure_probability == 0 and ok.prediction.confidence == 0
+    assert hot.prediction.alert and hot.alert is not None and hot.alert.decision_source == "rule"
+
+
+def test_manifest_rule_limits_apply_even_when_the_weights_are_unusable(tmp_path):
+    model, features = trained_model()
+    registry = write_artifact(tmp_path, None, features, rule_limits={"vibration_hf": {"low": None, "high": 1.0},
+                                                                      "vibration_rms": {"high": 9.0}})
+    scorer = _scorer(registry)
+    assert scorer.model_version is None
+    hf, rms = scorer.score_batch([_reading("A", 0, **_healthy(vibration_hf=1.5)),
+                                  _reading("B", 0, **_healthy(vibration_rms=8.0))])
+    assert hf.prediction.alert and "vibration_hf 1.5 > 1" in hf.prediction.reason
+    assert not rms.prediction.alert  # 8.0 is within the manifest's 9.0 (the default 7.1 would fire)
+
+
+def test_no_model_at_all(tmp_path):
+    scorer = MaintenanceScorer.load(ModelRegistry(tmp_path), MaintenanceSettings())
+    (out,) = scorer.score_batch([_reading("M", 0, **_healthy(bearing_temp=120.0, humidity=40.0))])
+    p = out.prediction
+    assert p.reason.startswith("rules decided (model unavailable: no trained model in")
+    assert p.alert and p.failure_probability == 1.0 and p.confidence == 1.0 and p.time_to_failure_hours is None
+    assert p.unknown_sensors == ["vibration_hf", "humidity"]  # without a model: sensors no rule checks
+    a = out.alert
+    assert a.severity == "critical" and a.confidence == 1.0 and a.score == pytest.approx(25 / 95)
+    assert a.alert_id == deterministic_id("maintenance-alert", "M", "M-x0", None)
+    assert len(out.explanation.rules) == 4
+    assert [r.rule for r in out.explanation.rules if r.fired] == ["bearing_temp high limit"]
+
+
+# --- outputs ---------------------------------------------------------------------------------
+def test_one_valid_prediction_per_reading_in_input_order(registry):
+    raw, _, _ = fleet(3, 20, seed=4, missing=0.1)
+    readings = interleave([readings_for(f"M{k}", raw[k]) for k in range(3)])
+    out = _scorer(registry).score_batch(readings)
+    assert [o.prediction.event_id for o in out] == [r.event_id for r in readings]
+    for o, r in zip(out, readings):
+        p = o.prediction
+        MaintenancePrediction.model_validate(p.model_dump())  # model_construct built only valid values
+        json.loads(p.model_dump_json())
+        assert p.prediction_id == deterministic_id("maintenance-prediction", r.event_id, "v1")
+        assert (p.machine_id, p.event_ts, p.model_version, p.horizon_hours) == (r.machine_id, r.ts, "v1", 24.0)
+        assert 0 <= p.time_to_failure_low_hours <= p.time_to_failure_hours <= p.time_to_failure_high_hours <= 168.0
+        assert 0 <= p.confidence <= 1 and 0 <= p.failure_probability <= 1
+        assert p.imputed_sensors == [s for s in SENSORS if r.sensors[s] is None]
+    assert _scorer(registry).score_batch([]) == []
+
+
+def test_scoring_is_deterministic(registry):
+    raw, _, _ = fleet(4, 30, seed=5, missing=0.05)
+    readings = interleave([readings_for(f"M{k}", raw[k]) for k in range(4)])
+
+    def run():
+        out = _score_all(_scorer(registry), [readings[:50], readings[50:]])
+        return [o.prediction.model_dump(exclude={"created_at"}) for o in out]
+
+    assert run() == run()
+
+
+# --- state -----------------------------------------------------------------------------------
+def test_stateful_steps_equal_one_pass_over_the_whole_sequence(registry):
+    """Machines interleaved, several readings of one machine in one batch, uneven batches, and
+    state storage growing from 2 slots: every probability equals the full-sequence pass."""
+    model, features = trained_model()
+    lengths = [45, 70, 30, 60, 5]
+    raw = [fleet(1, n, seed=30 + k, missing=0.1)[0][0] for k, n in enumerate(lengths)]
+    streams = [readings_for(f"M{k}", r) for k, r in enumerate(raw)]
+    batches = [streams[0][:6] + streams[1][:3] + streams[0][6:9] + streams[4]]  # rounds of one machine
+    rest = interleave([streams[0][9:], streams[1][3:], streams[2], streams[3]])
+    batches += [rest[i : i + 37] for i in range(0, len(rest), 37)]  # 37 > 4 machines: rounds again
+    assert sum(map(len, batches)) == sum(lengths)
+    scorer = _scorer(registry, initial_capacity=2)
+    got: dict[str, list[float]] = {}
+    for o in _score_all(scorer, batches):
+        got.setdefault(o.prediction.machine_id, []).append(o.prediction.failure_probability)
+    for k, r in enumerate(raw):
+        np.testing.assert_allclose(got[f"M{k}"], full_sequence_probabilities(model, features, r), atol=1e-5, rtol=0)
+    assert scorer.machines == 5
+
+
+def test_cycle_decrease_resets_the_machine(registry):
+    scorer = _scorer(registry)
+    worn, _ = _failing_machine(80)
+    scorer.score_batch(readings_for("A", worn, cycle_start=500))
+    # The first reading after the repair lacks bearing_temp: imputed from the training mean, not
+    # from the worn machine's last value.
+    def new_life(machine: str) -> list[ScoredReading]:
+        return scorer.score_batch([_reading(machine, 200 + k, cycle=k, **_healthy(bearing_temp=61.0 if k else None))
+                                   for k in range(2)])
+
+    a, b = new_life("A"), new_life("B")
+    for x, y in zip(a, b):  # A after its repair behaves exactly like a brand-new machine B
+        assert x.prediction.failure_probability == pytest.approx(y.prediction.failure_probability, abs=1e-6)
+    assert "warming up: 1 of 12" in a[0].prediction.reason
+    # ... which it would not without the reset (same readings, cycle still increasing):
+    again = _scorer(registry)
+    again.score_batch(readings_for("A", worn, cycle_start=500))
+    c = again.score_batch([_reading("A", 200, cycle=1000, **_healthy(bearing_temp=None))])
+    assert abs(c[0].prediction.failure_probability - b[0].prediction.failure_probability) > 1e-3
+
+
+def test_reset_machine_starts_a_new_life(registry):
+    scorer = _scorer(registry)
+    worn, _ = _failing_machine(80)
+    scorer.score_batch(readings_for("A", worn))
+    scorer.reset_machine("A")
+    scorer.reset_machine("never-seen")  # harmless
+    a = scorer.score_batch([_reading("A", 200, **_healthy(bearing_temp=None))])
+    b = scorer.score_batch([_reading("B", 200, **_healthy(bearing_temp=None))])
+    assert a[0].prediction.failure_probability == pytest.approx(b[0].prediction.failure_probability, abs=1e-6)
+    assert "warming up: 1 of 12" in a[0].prediction.reason
+    late = scorer.score_batch([_reading("A", 10, **_healthy())])  # still older than A's newest reading
+    assert "late reading" in late[0].prediction.reason
+
+
+def test_late_readings_are_scored_but_leave_the_state_alone(registry):
+    raw, readings = _failing_machine(60)
+    late = SensorReading(event_id="late", ts=readings[10].ts, machine_id="F1", sensors=_healthy(vibration_hf=3.0),
+                         machine_type="press", operating_mode="run")
+    with_late, without = _scorer(registry, NO_COOLDOWN), _scorer(registry, NO_COOLDOWN)
+    a = _score_all(with_late, [readings[:40], [late], readings[40:]])
+    b = _score_all(without, [readings[:40], readings[40:]])
+    assert "late reading" in a[40].prediction.reason
+    pa = [o.prediction.failure_probability for o in a[:40] + a[41:]]
+    np.testing.assert_allclose(pa, [o.prediction.failure_probability for o in b], atol=1e-7)
+
+
+def test_history_checkpoint_replays_to_the_live_state(registry):
+    """After any number of steps the history holds W..2W-1 inputs (fewer at first) and the LSTM
+    state before them, which is the state after the readings before them, and replaying the
+    inputs reproduces the live state (up to the float16 storage of inputs)."""
+    model, features = trained_model()
+    scorer = _scorer(registry)
+    raw, readings = _failing_machine(100)
+    x = torch.from_numpy(encode(features, raw[None]))
+    for n, reading in enumerate(readings, start=1):
+        scorer.score_batch([reading])
+        if n not in (1, 31, 32, 33, 63, 64, 65, 95, 96, 97, 100):
+            continue
+        state = scorer._state
+        inputs, ids, _, start = state.history(0)
+        kept = n if n < 2 * HISTORY_WINDOW else HISTORY_WINDOW + n % HISTORY_WINDOW
+        assert ids == [r.event_id for r in readings[n - kept : n]]
+        with torch.no_grad():
+            _, _, before = model(x[:, : n - kept]) if n > kept else (None, None, model.init_state(1))
+            _, _, (h, _) = model(torch.from_numpy(inputs[None]), start)
+        np.testing.assert_allclose(start[0], before[0], atol=1e-5)
+        np.testing.assert_allclose(start[1], before[1], atol=1e-5)
+        np.testing.assert_allclose(h[:, 0], state.h[:, 0], atol=5e-3)
+
+
+def test_state_grows_by_doubling_and_is_measured(registry):
+    scorer = _scorer(registry, initial_capacity=4)
+    before = scorer.state_bytes()
+    scorer.score_batch([_reading(f"M{k}", 0, **_healthy()) for k in range(9)])
+    assert scorer._state.capacity == 16 and scorer.machines == 9
+    assert scorer.state_bytes() > 4 * before - 100
+
+
+# --- flags -----------------------------------------------------------------------------------
+def test_imputed_clipped_and_unknown_sensors_are_named(registry):
+    scorer = _scorer(registry)
+    sensors = _healthy(bearing_temp=None, vibration_rms=1000.0, humidity=40.0, vendor_x=None)
+    del sensors["oil_pressure"]
+    (out,) = scorer.score_batch([_reading("M", 0, **sensors)])
+    p = out.prediction
+    assert p.imputed_sensors == ["bearing_temp", "oil_pressure"]
+    assert p.clipped_sensors == ["vibration_rms"]
+    assert p.unknown_sensors == ["humidity", "vendor_x"]
+
+
+def test_rules_use_the_last_observed_value_of_a_missing_sensor(registry):
+    scorer = _scorer(registry, NO_COOLDOWN)
+    first, second = scorer.score_batch([_reading("M", 0, **_healthy(vibration_rms=8.0)),
+                                        _reading("M", 1, **_healthy(vibration_rms=None))])
+    assert first.prediction.alert and second.prediction.alert
+    assert "vibration_rms 8 > 7.1" in second.prediction.reason
+
+
+# --- decisions -------------------------------------------------------------------------------
+def test_warm_up_hands_the_decision_to_the_rules(registry):
+    scorer = _scorer(registry)
+    out = scorer.score_batch([_reading("M", k, **_healthy()) for k in range(14)])
+    sources = [o.prediction.decision_source for o in out]
+    # warm-up 10/12 = 0.83 is below the 0.85 gate, 11/12 = 0.92 above it (the heads agree here)
+    assert sources == ["rule"] * 10 + ["model"] * 4
+    assert "< 0.85 (machine warming up: 3 of 12 readings)" in out[2].prediction.reason
+    assert out[-1].prediction.reason.startswith("model decided: p=0.00 < 0.50")
+
+
+def test_manifest_warmup_steps(tmp_path):
+    model, features = trained_model()
+    scorer = _scorer(write_artifact(tmp_path, model, features, warmup_steps=2))
+    out = scorer.score_batch([_reading("M", k, **_healthy()) for k in range(3)])
+    assert [o.prediction.decision_source for o in out] == ["rule", "model", "model"]
+
+
+@pytest.mark.parametrize("threshold", [0.5, 0.9, 0.999])
+def test_model_alerts_exactly_where_probability_and_confidence_clear_their_gates(registry, threshold):
+    settings = MaintenanceSettings(alert_probability=threshold, alert_cooldown_s=0)
+    _, readings = _failing_machine(100)
+    out = _scorer(registry, settings).score_batch(readings)
+    p = np.array([o.prediction.failure_probability for o in out])
+    c = np.array([o.prediction.confidence for o in out])
+    by_model = np.array([o.prediction.decision_source == "model" for o in out])
+    np.testing.assert_array_equal(by_model, c >= 0.85)
+    expected = by_model & (p >= threshold)  # healthy readings breach no limit, so rules never fire
+    np.testing.assert_array_equal([o.prediction.alert for o in out], expected)
+    np.testing.assert_array_equal([o.alert is not None for o in out], expected)
+    assert expected.any() == (threshold < p.max())
+    assert not expected[:30].any()  # before the ramp
+
+
+def test_cooldown_allows_one_alert_per_window_of_event_time(registry):
+    _, readings = _failing_machine(100)
+    out = _scorer(registry).score_batch(readings)  # default 6 h cooldown, readings every 30 min
+    alerted = [k for k, o in enumerate(out) if o.prediction.alert]
+    want = [k for k, o in enumerate(out)
+            if o.prediction.decision_source == "model" and o.prediction.failure_probability >= 0.5]
+    assert len(alerted) >= 3 and alerted[0] == want[0]
+    assert all(b - a >= 12 for a, b in zip(alerted, alerted[1:]))
+    suppressed = [out[k] for k in want if k not in alerted]
+    assert suppressed
+    assert all(not o.prediction.alert and o.alert is None and "suppressed" in o.prediction.reason for o in suppressed)
+    # a different machine is not affected by F1's cooldown
+    other = _score_all(_scorer(registry), [readings, readings_for("F2", _failing_machine(100)[0])])
+    assert sum(o.prediction.alert for o in other if o.prediction.machine_id == "F2") == len(alerted)
+
+
+def test_model_alert_carries_an_explanation(registry):
+    _, readings = _failing_machine(100)
+    out = _scorer(registry).score_batch(readings)
+    first = next(o for o in out if o.alert)
+    a, e = first.alert, first.explanation
+    Alert.model_validate(a.model_dump()), Explanation.model_validate(e.model_dump())
+    assert a.alert_id == deterministic_id("maintenance-alert", "F1", first.prediction.event_id, "v1") == e.alert_id
+    assert a.kind == "maintenance.failure_risk" and a.decision_source == "model" and a.model_version == "v1"
+    assert a.score == first.prediction.failure_probability
+    assert a.severity == ("critical" if a.score >= 0.8 else "warning")
+    assert e.features[0].name == "vibration_hf"
+    assert e.counterfactuals[0].score_alternative < e.counterfactuals[0].score_actual
+    assert a.explanation == e.summary and a.explanation.startswith("Failure within 24 h likely")
+    assert "model maintenance v1" in e.text
+    # The buffered replay reproduces the live probability (inputs are stored as float16).
+    assert e.counterfactuals[0].score_actual == pytest.approx(first.prediction.failure_probability, abs=5e-3)
+    assert all(o.explanation is None for o in out if not o.alert)
+
+
+def test_rule_alert_severity_grows_with_the_exceedance(registry):
+    scorer = _scorer(registry, NO_COOLDOWN)
+    small, large = scorer.score_batch([_reading("A", 0, **_healthy(vibration_rms=7.5)),
+                                       _reading("B", 0, **_healthy(oil_pressure=0.5))])
+    assert small.alert.severity == "warning" and small.alert.score == pytest.approx(0.4 / 7.1)
+    assert large.alert.severity == "critical" and large.alert.confidence == 1.0
+    assert "warming up" in large.alert.reason and "oil_pressure 0.5 < 1.2" in large.alert.reason
+    assert "oil_pressure" in large.explanation.counterfactuals[0].text and "1.2" in large.explanation.summary
+
+
+# --- confidence ------------------------------------------------------------------------------
+def test_confidence_factors():
+    heads = np.array([[0.5, 0.5, 0.5, 0.5], [0.425, 0.575, 0.425, 0.575], [0.0, 1.0, 0.0, 1.0]])
+    none = np.zeros((3, 4), dtype=bool)
+    got = confidence(heads, none, none, np.array([12, 12, 12]), 12)
+    np.testing.assert_allclose(got.agreement, [1.0, 0.85, 0.0])
+    imputed = none.copy()
+    imputed[0, 0] = True
+    clipped = none.copy()
+    clipped[1, :] = True
+    got = confidence(heads[[0, 0, 0]], imputed, clipped, np.array([3, 12, 40]), 12)
+    np.testing.assert_allclose(got.data_quality, [0.9, 0.75, 1.0])
+    np.testing.assert_allclose(got.warm_up, [0.25, 1.0, 1.0])
+    np.testing.assert_allclose(got.total, [0.225, 0.75, 1.0])
