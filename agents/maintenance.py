@@ -15,7 +15,7 @@ from typing import Any, Optional, Sequence
 
 from agents.intake import RawMessage, decode_batch, limits_from_settings
 from agents.publish import Outbox
-from schemas import SensorReading
+from schemas import MaintenanceOutcome, SensorReading
 from stream_app import metrics
 from stream_app.decoding import DecodeFailure
 from stream_app.deadletter import build_dead_letter
@@ -103,22 +103,62 @@ class MaintenancePipeline:
             await self.outbox.send(self.topics.explanations, result.explanation.alert_id, result.explanation)
 
 
-def register(app: Any, settings: Settings, registry: ModelRegistry) -> Any:
-    """Declare the maintenance agent on `app`; returns the agent."""
-    source = app.topic(settings.topics.sensor_readings, key_serializer="raw", value_serializer="raw")
-    # One inference thread: the scorer's per-machine state is not shared between threads, and
-    # a single thread keeps each machine's readings in order.
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="maintenance-scoring")
+class ScorerHandle:
+    """The stream's one scorer, loaded once in the inference thread and shared by the readings
+    and outcomes agents (their partitions are co-assigned: both topics are keyed by machine)."""
+
+    def __init__(self, registry: ModelRegistry, settings: Settings) -> None:
+        self.registry = registry
+        self.settings = settings
+        # One inference thread: the scorer's per-machine state is not shared between threads,
+        # and a single thread keeps each machine's readings in order.
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="maintenance-scoring")
+        self._scorer: Optional[asyncio.Future[MaintenanceScorer]] = None
+
+    async def get(self) -> MaintenanceScorer:
+        if self._scorer is None:
+            loop = asyncio.get_running_loop()
+            self._scorer = loop.run_in_executor(self.executor, MaintenanceScorer.load, self.registry, self.settings.maintenance)
+            scorer = await self._scorer
+            log.info("maintenance scorer ready: model version %s", scorer.model_version or "none (rules only)")
+        return await self._scorer
+
+
+async def apply_outcomes(handle: ScorerHandle, outbox: Outbox, messages: Sequence[RawMessage]) -> int:
+    """Failures and repairs start a machine's new life (as in training). Bad outcome messages
+    are dead-lettered like any bad input. Returns the number of machines reset."""
+    intake = decode_batch(messages, MaintenanceOutcome, limits_from_settings(handle.settings))
+    for letter in intake.dead_letters:
+        await outbox.send(handle.settings.topics.dead_letters, letter.key, letter)
+        metrics.DEAD_LETTERS.labels(STREAM, letter.error_code).inc()
+    scorer = await handle.get()
+    loop = asyncio.get_running_loop()
+    reset = 0
+    for outcome in intake.events:
+        reset += await loop.run_in_executor(handle.executor, scorer.reset_machine, outcome.machine_id, outcome.ts)
+    await outbox.flush()
+    return reset
+
+
+def register(app: Any, settings: Settings, registry: ModelRegistry) -> ScorerHandle:
+    """Declare the maintenance agents on `app`."""
+    topics = settings.topics
+    readings = app.topic(topics.sensor_readings, key_serializer="raw", value_serializer="raw")
+    outcomes = app.topic(topics.maintenance_outcomes, key_serializer="raw", value_serializer="raw")
+    handle = ScorerHandle(registry, settings)
     conf = settings.maintenance
 
     # concurrency=1: more would commit offsets past unprocessed messages (faust-streaming #606).
-    @app.agent(source, name="maintenance-scorer", concurrency=1)
+    @app.agent(readings, name="maintenance-scorer", concurrency=1)
     async def score_sensor_readings(stream: Any) -> None:
-        loop = asyncio.get_running_loop()
-        scorer = await loop.run_in_executor(executor, MaintenanceScorer.load, registry, conf)
-        log.info("maintenance scorer ready: model version %s", scorer.model_version or "none (rules only)")
-        pipeline = MaintenancePipeline(settings, scorer, Outbox(app.producer), executor)
+        pipeline = MaintenancePipeline(settings, await handle.get(), Outbox(app.producer), handle.executor)
         async for events in stream.take_events(conf.batch_max, within=conf.batch_within_s):
             await pipeline.process([RawMessage.from_faust(e) for e in events])
 
-    return score_sensor_readings
+    @app.agent(outcomes, name="maintenance-outcomes", concurrency=1)
+    async def reset_on_outcomes(stream: Any) -> None:
+        outbox = Outbox(app.producer)
+        async for events in stream.take_events(100, within=0.1):
+            await apply_outcomes(handle, outbox, [RawMessage.from_faust(e) for e in events])
+
+    return handle

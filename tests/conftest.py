@@ -47,6 +47,9 @@ class WorkerProcess:
         self.proc = proc
         self.log_path = log_path
 
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 

@@ -337,13 +337,20 @@ class MaintenanceScorer:
     def machines(self) -> int:
         return len(self._state.slots)
 
-    def reset_machine(self, machine_id: str) -> None:
+    def reset_machine(self, machine_id: str, as_of: Optional[datetime] = None) -> bool:
         """Start a machine's new life (call on a failure or repair outcome; training starts one
-        there too): LSTM state, last values, warm-up, history and cooldown."""
+        there too): LSTM state, last values, warm-up, history and cooldown. With `as_of` (the
+        outcome's time), nothing happens when the machine already has readings after it: the
+        outcome arrived late, and the new life began already (its `cycle` restart reset it).
+        Returns whether the machine was reset."""
         with self._lock:
             slot = self._state.slots.get(machine_id)
-            if slot is not None:
-                self._state.reset(np.array([slot], dtype=np.int64))
+            if slot is None:
+                return False
+            if as_of is not None and self._state.newest_ts[slot] > as_of.timestamp():
+                return False
+            self._state.reset(np.array([slot], dtype=np.int64))
+            return True
 
     def score_batch(self, readings: Sequence[SensorReading]) -> list[ScoredReading]:
         """One result per reading, in input order."""

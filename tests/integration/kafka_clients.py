@@ -40,9 +40,13 @@ class OutputReader:
                     continue
                 self.messages[msg.topic()].append(json.loads(msg.value()))
 
-    def until(self, done: Callable[["OutputReader"], bool], timeout: float) -> bool:
+    def until(
+        self, done: Callable[["OutputReader"], bool], timeout: float, alive: Callable[[], bool] = lambda: True
+    ) -> bool:
+        """Poll until `done` holds; give up at `timeout`, or as soon as `alive` says the process
+        producing the outputs has died."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and alive():
             self.poll(0.5)
             if done(self):
                 return True

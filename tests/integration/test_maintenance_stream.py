@@ -65,7 +65,7 @@ def test_readings_in_predictions_alerts_explanations_and_dead_letters_out(
             predicted = {p["event_id"] for p in r.messages["maintenance-predictions"]}
             return expected_ids <= predicted and len(r.messages["dead-letters"]) >= len(MALFORMED) + 1
 
-        assert reader.until(complete, timeout=150), f"outputs incomplete; worker log:\n{worker.log()[-3000:]}"
+        assert reader.until(complete, timeout=150, alive=worker.alive), f"outputs incomplete; worker log:\n{worker.log()[-3000:]}"
         reader.poll(2.0)  # anything straggling (duplicates would show here)
     finally:
         reader.close()
@@ -106,7 +106,7 @@ def test_readings_in_predictions_alerts_explanations_and_dead_letters_out(
 
 
 def test_without_a_model_the_rules_decide_and_say_why(broker, start_worker, tmp_path: Path) -> None:
-    start_worker(tmp_path / "empty_model_store")
+    worker = start_worker(tmp_path / "empty_model_store")
     hot = {"event_id": "hot-1", "machine_id": "m-hot", "ts": "2026-03-01T00:00:00Z",
            "sensors": {"vibration_rms": 9.5, "bearing_temp": 70.0}}
     calm = {"event_id": "calm-1", "machine_id": "m-calm", "ts": "2026-03-01T00:00:00Z",
@@ -115,7 +115,10 @@ def test_without_a_model_the_rules_decide_and_say_why(broker, start_worker, tmp_
 
     reader = OutputReader(broker.bootstrap, OUTPUT_TOPICS, PARTITIONS)
     try:
-        assert reader.until(lambda r: len(r.messages["maintenance-predictions"]) >= 2 and r.messages["explanations"], timeout=90)
+        done = reader.until(
+            lambda r: len(r.messages["maintenance-predictions"]) >= 2 and r.messages["explanations"], 90, worker.alive
+        )
+        assert done, f"outputs incomplete; worker log:\n{worker.log()[-3000:]}"
     finally:
         reader.close()
     predictions = {p["event_id"]: p for p in reader.messages["maintenance-predictions"]}
