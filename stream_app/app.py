@@ -20,6 +20,8 @@ def create_app(settings: Settings) -> faust.App:
         value_serializer="raw",
         topic_partitions=settings.topic_partitions,
         broker_rebalance_timeout=settings.broker_rebalance_timeout_s,
+        broker_session_timeout=settings.broker_session_timeout_s,
+        broker_heartbeat_interval=settings.broker_heartbeat_interval_s,
         # A new consumer group starts from the oldest retained event: nothing produced before the
         # first deployment is silently skipped.
         consumer_auto_offset_reset="earliest",

@@ -47,7 +47,9 @@ def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     if missing:
         print(f"training for {', '.join(missing)} is not available in this version", file=sys.stderr)
         return 2
-    return train_streams(settings, streams, data=args.data, outcomes=args.outcomes, quick=args.quick)
+    return train_streams(
+        settings, streams, data=args.data, outcomes=args.outcomes, quick=args.quick, if_missing=args.if_missing
+    )
 
 
 def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
@@ -92,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, help="history file (JSON Lines or CSV, event layout); default: simulated")
     p.add_argument("--outcomes", type=Path, help="outcomes file (failures / verdicts) that goes with --data")
     p.add_argument("--quick", action="store_true", help="small data and few epochs (smoke runs)")
+    p.add_argument("--if-missing", action="store_true", help="skip streams that already have a current model")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("simulate", help="produce simulated events at a rate, or write a history file")

@@ -58,8 +58,11 @@ class Settings(BaseSettings):
     model_dir: Path = Path("model_store")
     # Where the embedded broker, worker tables and demo logs keep their files.
     data_dir: Path = Path("var")
-    # Faust waits about half of this on a group's first join on the embedded broker.
+    # The embedded broker holds a group's first join for about half the session timeout, so
+    # both stay short; a dead worker's partitions also move after the session timeout.
     broker_rebalance_timeout_s: float = 4.0
+    broker_session_timeout_s: float = 8.0
+    broker_heartbeat_interval_s: float = 2.0
     # Prometheus /metrics of a worker; 0 disables (e.g. several workers on one host in tests).
     metrics_port: int = Field(9102, ge=0, le=65535)
     # Bad-input limits.
