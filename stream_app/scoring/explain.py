@@ -273,15 +273,16 @@ def explain_rule_alert(ctx: AlertContext, rules: RuleSet, values: np.ndarray, wh
             text=f"if {worst.sensor} had stayed {stay} its {worst.side} limit {worst.limit:g} instead of "
                  f"{worst.value:.4g}, this rule would not have fired{others}",
         ))
-    summary = f"Physical limit exceeded: {fired}; decided by rules ({why_rules})"
+    summary = f"Limit exceeded: {fired}; decided by rules ({why_rules})"
     observed = {name: (None if np.isnan(v) else float(v)) for name, v in zip(rules.sensors, values)}
     lines = [
         f"Machine {ctx.machine_id}, reading {ctx.event_id} at {ctx.event_ts.isoformat()}: "
-        f"physical limit(s) breached: {fired}.",
+        f"limit(s) breached: {fired}.",
         f"Decided by rules, not the model, because {why_rules}.",
         "Rule values are this reading's raw values, or the last observed value for a sensor it lacked: "
         + ", ".join(f"{k}={'n/a' if v is None else f'{v:.4g}'}" for k, v in observed.items()) + ".",
-        "A breached hard physical limit is a fact, not an estimate: confidence 1.0; score = fraction past the limit.",
+        "A breached limit is an observation, not an estimate: confidence 1.0; score = fraction past the limit. "
+        "Physical limits are engineering limits; trained limits are the edge of the healthy range in the training data.",
         *(f"Counterfactual: {c.text}." for c in counterfactuals),
     ]
     return Explanation(

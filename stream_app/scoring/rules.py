@@ -1,8 +1,10 @@
 """Physical-limit rules: the fallback that decides when the model is unavailable or unsure.
 
 A rule is one side of one sensor's operating envelope (e.g. vibration_rms above 7.1 mm/s, the
-ISO 10816 "unacceptable" zone for medium machines). Defaults cover the standard sensors; a
-model's manifest may override them per sensor and side (`rule_limits`). A null there means "no
+ISO 10816 "unacceptable" zone for medium machines). Physical defaults cover the standard
+sensors; a model's manifest adds or overrides limits per sensor and side (`rule_limits`: the
+trainer's edges of the healthy range, or a user's own limits), and every explanation says which
+kind of limit fired. A null there means "no
 limit known" (the trainer writes it where it saw too little healthy data), so a default limit
 stays: removing a safety limit takes a code change, not a training run. Sensors without limits
 are not checked.
@@ -32,6 +34,11 @@ DEFAULT_LIMITS: dict[str, dict[str, Optional[float]]] = {
 LARGE_EXCEEDANCE = 0.2
 
 
+# Where a limit comes from, said in every rule explanation: a physical limit is an engineering
+# fact; a trained one is the edge of the normal range the model's training data showed.
+PHYSICAL, TRAINED = "physical", "trained"
+
+
 @dataclass(frozen=True)
 class Violation:
     sensor: str
@@ -39,10 +46,11 @@ class Violation:
     value: float
     limit: float
     exceedance: float
+    origin: str = PHYSICAL
 
     def describe(self) -> str:
         op = ">" if self.side == "high" else "<"
-        return f"{self.sensor} {self.value:.4g} {op} {self.limit:g} ({self.side} limit, {self.exceedance:+.0%})"
+        return f"{self.sensor} {self.value:.4g} {op} {self.limit:g} ({self.origin} {self.side} limit, {self.exceedance:+.0%})"
 
 
 def _limit(value: Any, where: str) -> Optional[float]:
@@ -56,7 +64,11 @@ def _limit(value: Any, where: str) -> Optional[float]:
 class RuleSet:
     """Vectorised limit checks over a fixed sensor order (`sensors`)."""
 
-    def __init__(self, limits: Mapping[str, Mapping[str, Optional[float]]]) -> None:
+    def __init__(
+        self, limits: Mapping[str, Mapping[str, Optional[float]]], trained: frozenset[tuple[str, str]] = frozenset()
+    ) -> None:
+        """`trained`: the (sensor, side) limits that came from a model's manifest, not physics."""
+        self.trained = trained
         self.sensors: list[str] = []
         low, high = [], []
         for sensor, sides in limits.items():
@@ -79,13 +91,17 @@ class RuleSet:
         """Defaults merged under a manifest's `rule_limits`: per sensor and side, a number in the
         manifest wins; null or absent keeps the default (if any)."""
         merged = {sensor: dict(sides) for sensor, sides in DEFAULT_LIMITS.items()}
+        trained = set()
         for sensor, sides in (overrides or {}).items():
             if not isinstance(sides, Mapping):
                 raise ValueError(f"rule_limits[{sensor!r}] must be an object with low/high")
-            merged.setdefault(sensor, {"low": None, "high": None}).update(
-                {side: sides[side] for side in ("low", "high") if sides.get(side) is not None}
-            )
-        return cls(merged)
+            given = {side: sides[side] for side in ("low", "high") if sides.get(side) is not None}
+            merged.setdefault(sensor, {"low": None, "high": None}).update(given)
+            trained.update((sensor, side) for side in given)
+        return cls(merged, frozenset(trained))
+
+    def origin(self, sensor: str, side: str) -> str:
+        return TRAINED if (sensor, side) in self.trained else PHYSICAL
 
     def exceedance(self, values: np.ndarray) -> np.ndarray:
         """values (N, R) in `sensors` order, NaN for never observed -> (N, R) exceedance >= 0
@@ -104,9 +120,11 @@ class RuleSet:
                 continue
             high, low = float(self.high[j]), float(self.low[j])
             if value > high:
-                found.append(Violation(sensor, "high", value, high, (value - high) / float(self._high_scale[j])))
+                exceedance = (value - high) / float(self._high_scale[j])
+                found.append(Violation(sensor, "high", value, high, exceedance, self.origin(sensor, "high")))
             if value < low:
-                found.append(Violation(sensor, "low", value, low, (low - value) / float(self._low_scale[j])))
+                exceedance = (low - value) / float(self._low_scale[j])
+                found.append(Violation(sensor, "low", value, low, exceedance, self.origin(sensor, "low")))
         return sorted(found, key=lambda v: -v.exceedance)
 
     def checks(self, values: np.ndarray) -> list[RuleCheck]:
@@ -118,5 +136,6 @@ class RuleSet:
                 if math.isnan(limit):
                     continue
                 fired = value is not None and (value < limit if side == "low" else value > limit)
-                out.append(RuleCheck(rule=f"{sensor} {side} limit", value=value, limit=float(limit), fired=fired))
+                rule = f"{sensor} {side} limit ({self.origin(sensor, side)})"
+                out.append(RuleCheck(rule=rule, value=value, limit=float(limit), fired=fired))
         return out

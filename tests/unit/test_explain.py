@@ -124,7 +124,7 @@ def test_rule_explanation_lists_every_limit_and_names_the_breached_one():
     values = np.array([seen.get(s, np.nan) for s in rules.sensors])
     exp = explain_rule_alert(_ctx(model_version=None), rules, values, "model unavailable: no trained model in x")
     assert exp.decision_source == "rule"
-    assert len(exp.rules) == 4 and [r.rule for r in exp.rules if r.fired] == ["vibration_rms high limit"]
+    assert len(exp.rules) == 4 and [r.rule for r in exp.rules if r.fired] == ["vibration_rms high limit (physical)"]
     assert exp.counterfactuals[0].feature == "vibration_rms" and exp.counterfactuals[0].alternative == 7.1
     assert "7.1" in exp.summary and "model unavailable" in exp.text
     assert exp.inputs_sha256 != explain_rule_alert(_ctx(), rules, values * 1.01, "x").inputs_sha256

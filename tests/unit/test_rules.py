@@ -15,10 +15,10 @@ def test_defaults_cover_the_standard_sensors():
     assert set(rules.sensors) == set(DEFAULT_LIMITS)
     checks = {c.rule: c.limit for c in rules.checks(_values(rules))}
     assert checks == {
-        "vibration_rms high limit": 7.1,
-        "bearing_temp high limit": 95.0,
-        "motor_temp high limit": 110.0,
-        "oil_pressure low limit": 1.2,
+        "vibration_rms high limit (physical)": 7.1,
+        "bearing_temp high limit (physical)": 95.0,
+        "motor_temp high limit (physical)": 110.0,
+        "oil_pressure low limit (physical)": 1.2,
     }
 
 
@@ -32,12 +32,12 @@ def test_manifest_numbers_win_per_side_and_nulls_keep_the_defaults():
     })
     limits = {c.rule: c.limit for c in rules.checks(_values(rules))}
     assert limits == {
-        "vibration_rms high limit": 9.0,
-        "bearing_temp high limit": 95.0,
-        "motor_temp high limit": 110.0,
-        "oil_pressure low limit": 1.2,
-        "oil_pressure high limit": 6.0,
-        "vibration_hf high limit": 1.0,
+        "vibration_rms high limit (trained)": 9.0,
+        "bearing_temp high limit (physical)": 95.0,
+        "motor_temp high limit (physical)": 110.0,
+        "oil_pressure low limit (physical)": 1.2,
+        "oil_pressure high limit (trained)": 6.0,
+        "vibration_hf high limit (trained)": 1.0,
     }
     assert "humidity" not in rules.sensors
 
@@ -71,10 +71,10 @@ def test_violations_sorted_and_checks_list_every_limit():
     row = _values(rules, vibration_rms=7.5, bearing_temp=120.0, motor_temp=80.0)
     found = rules.violations(row)
     assert [v.sensor for v in found] == ["bearing_temp", "vibration_rms"]
-    assert "bearing_temp 120 > 95 (high limit, +26%)" == found[0].describe()
+    assert "bearing_temp 120 > 95 (physical high limit, +26%)" == found[0].describe()
     checks = rules.checks(row)
     assert len(checks) == 4
     fired = {c.rule for c in checks if c.fired}
-    assert fired == {"bearing_temp high limit", "vibration_rms high limit"}
+    assert fired == {"bearing_temp high limit (physical)", "vibration_rms high limit (physical)"}
     oil = next(c for c in checks if c.rule.startswith("oil_pressure"))
     assert oil.value is None and not oil.fired
