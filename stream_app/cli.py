@@ -110,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="broker, model, worker and simulator in one command; alerts on screen")
     p.add_argument("--duration", type=float, help="seconds to run (default: until Ctrl-C)")
-    p.add_argument("--rate", type=float, default=300.0)
+    # 40 machines at 80 readings/s: two simulated hours a second, a failure every few seconds.
+    p.add_argument("--rate", type=float, default=80.0)
     p.add_argument("--machines", type=int, default=40)
     p.set_defaults(func=_cmd_demo)
 

@@ -29,6 +29,9 @@ BAD_INPUT = [
     b'{"schema_version": 99, "event_id": "bad-3"}',
 ]
 
+# A reading sent before the simulator starts: its prediction shows the worker is consuming.
+PROBE = "demo-probe"
+
 BOLD, RED, YELLOW, DIM, RESET = ("\033[1m", "\033[31m", "\033[33m", "\033[2m", "\033[0m") if sys.stdout.isatty() else ("",) * 5
 
 
@@ -48,6 +51,7 @@ class Screen:
         self.explanations: dict[str, dict[str, Any]] = {}
         self.pending_alerts: dict[str, dict[str, Any]] = {}
         self.last_alert_ts: dict[str, str] = {}
+        self.seen_event_ids: set[str] = set()
 
     def alert(self, alert: dict[str, Any]) -> None:
         self.counts["alerts"] += 1
@@ -66,19 +70,27 @@ class Screen:
             self._show(alert, explanation)
 
     def _show(self, alert: dict[str, Any], explanation: dict[str, Any]) -> None:
+        """Three lines per alert; the full explanation is on the explanations topic."""
         colour = RED if alert["severity"] == "critical" else YELLOW
-        source = alert["decision_source"]
         print(
-            f"\n{colour}{BOLD}ALERT {alert['severity'].upper()}{RESET} {BOLD}{alert['entity_id']}{RESET} at {_ts(alert['event_ts'])}"
-            f"  score {alert['score']:.2f}  confidence {alert['confidence']:.2f}  decided by {source}"
-            f" ({alert['model_name']} {alert['model_version'] or '-'})"
+            f"\n{colour}{BOLD}ALERT {alert['severity'].upper()}{RESET} {BOLD}{alert['entity_id']}{RESET} "
+            f"at {_ts(alert['event_ts'])}  score {alert['score']:.2f}  confidence {alert['confidence']:.2f}  "
+            f"decided by {alert['decision_source']} ({alert['model_name']} {alert['model_version'] or '-'})"
         )
         print(f"  {alert['explanation']}")
-        if source == "rule":
-            print(f"  {DIM}reason: {alert['reason']}{RESET}")
-        for line in explanation.get("text", "").splitlines()[:8]:
-            print(f"  {DIM}| {line}{RESET}")
+        drivers = explanation.get("features") or []
+        if drivers:
+            shown = ", ".join(
+                f"{d['name']} {d['contribution']:+.2f}" + (f" (now {d['value']:.3g})" if d.get("value") is not None else "")
+                for d in drivers[:3]
+            )
+            print(f"  {DIM}drivers: {shown}{RESET}")
         sys.stdout.flush()
+
+    def prediction(self, prediction: dict[str, Any]) -> None:
+        self.counts["predictions"] += 1
+        if prediction["event_id"].startswith(PROBE):
+            self.seen_event_ids.add(prediction["event_id"])
 
     def outcome(self, outcome: dict[str, Any]) -> None:
         if outcome.get("outcome") != "failure":
@@ -114,12 +126,33 @@ async def _watch(settings: Settings, screen: Screen) -> None:
         elif topic == t.explanations:
             screen.explanation(value)
         elif topic == t.maintenance_predictions:
-            screen.counts["predictions"] += 1
+            screen.prediction(value)
         elif topic == t.dead_letters:
             screen.counts["dead_letters"] += 1
             print(f"{DIM}dead letter: {value['error_code']}: {value['error_message'][:100]}{RESET}", flush=True)
         elif topic == t.maintenance_outcomes:
             screen.outcome(value)
+
+
+async def _wait_for_worker(settings: Settings, screen: Screen, timeout: float = 120.0) -> None:
+    """Send a probe reading until its prediction comes back: the worker has joined and scores."""
+    producer = json_producer(settings.bootstrap_servers)
+    await producer.start()
+    started = time.monotonic()
+    try:
+        while time.monotonic() - started < timeout:
+            event_id = f"{PROBE}-{int(time.time() * 1000)}"
+            reading = {"event_id": event_id, "machine_id": PROBE, "ts": int(time.time() * 1000),
+                       "sensors": {"vibration_rms": 2.0}}
+            await producer.send_and_wait(settings.topics.sensor_readings, encode_json(reading), key=PROBE.encode())
+            for _ in range(20):
+                await asyncio.sleep(0.25)
+                if event_id in screen.seen_event_ids:
+                    print(f"worker ready after {time.monotonic() - started:.0f}s", flush=True)
+                    return
+        raise RuntimeError(f"the worker did not answer within {timeout:.0f}s; see {settings.data_dir / 'worker.log'}")
+    finally:
+        await producer.stop()
 
 
 async def _send_bad_input(settings: Settings) -> None:
@@ -136,7 +169,7 @@ async def _run(settings: Settings, duration: Optional[float], rate: float, machi
     screen = Screen()
     started = time.monotonic()
     watcher = asyncio.create_task(_watch(settings, screen))
-    await asyncio.sleep(1.0)  # let the watcher join before events flow
+    await _wait_for_worker(settings, screen)
 
     def count(topic: str, event: Any) -> None:
         if event.kind == "reading":
