@@ -1,0 +1,91 @@
+"""The maintenance agent's pipeline without a broker: what it publishes for a batch."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Optional
+
+import pytest
+
+from agents.intake import RawMessage
+from agents.maintenance import MaintenancePipeline
+from agents.publish import Outbox
+from stream_app.registry import ModelRegistry
+from stream_app.scoring.maintenance import MaintenanceScorer
+from stream_app.settings import Settings
+
+
+class RecordingProducer:
+    """Stands in for Faust's producer: records sends, acknowledges at once."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, Optional[bytes], dict[str, Any]]] = []
+
+    async def send(self, topic: str, key: Optional[bytes], value: bytes, *_: Any) -> "asyncio.Future[None]":
+        self.sent.append((topic, key, json.loads(value)))
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        fut.set_result(None)
+        return fut
+
+    def on(self, topic: str) -> list[dict[str, Any]]:
+        return [v for t, _, v in self.sent if t == topic]
+
+
+def _message(offset: int, value: bytes, key: bytes = b"m1") -> RawMessage:
+    return RawMessage("sensor-readings", 0, offset, key, value, None)
+
+
+def _reading(i: int, machine: str = "m1", **sensors: float) -> bytes:
+    return json.dumps({"event_id": f"e{i}", "machine_id": machine, "ts": 1767225600000 + i * 1_800_000,
+                       "sensors": sensors or {"vibration_rms": 2.0}}).encode()
+
+
+def _run(scorer: Any, messages: list[RawMessage]) -> RecordingProducer:
+    producer = RecordingProducer()
+    with ThreadPoolExecutor(1) as executor:
+        pipeline = MaintenancePipeline(Settings(), scorer, Outbox(producer), executor)
+        asyncio.run(pipeline.process(messages))
+    return producer
+
+
+@pytest.fixture
+def rule_scorer(tmp_path) -> MaintenanceScorer:
+    from stream_app.settings import MaintenanceSettings
+
+    return MaintenanceScorer.load(ModelRegistry(tmp_path), MaintenanceSettings())
+
+
+def test_good_and_bad_messages_in_one_batch(rule_scorer: MaintenanceScorer) -> None:
+    messages = [
+        _message(0, _reading(0)),
+        _message(1, b"{oops"),
+        _message(2, _reading(2, vibration_rms=9.0)),
+        _message(3, json.dumps([json.loads(_reading(3)), {"event_id": "x"}]).encode()),
+    ]
+    out = _run(rule_scorer, messages)
+    assert [p["event_id"] for p in out.on("maintenance-predictions")] == ["e0", "e2", "e3"]
+    letters = out.on("dead-letters")
+    assert [(d["offset"], d["error_code"], d["item_index"]) for d in letters] == [(1, "not_json", None), (3, "invalid_fields", 1)]
+    alerts = out.on("alerts")
+    assert [a["event_ids"] for a in alerts] == [["e2"]]
+    assert [e["alert_id"] for e in out.on("explanations")] == [alerts[0]["alert_id"]]
+
+
+class BrokenScorer:
+    model_version = "v9"
+
+    def score_batch(self, readings: Any) -> Any:
+        raise RuntimeError("inference exploded")
+
+
+def test_a_scorer_failure_dead_letters_the_batch_and_the_pipeline_goes_on() -> None:
+    messages = [_message(0, _reading(0)), _message(1, json.dumps([json.loads(_reading(1)), json.loads(_reading(2))]).encode())]
+    out = _run(BrokenScorer(), messages)
+    assert out.on("maintenance-predictions") == []
+    letters = out.on("dead-letters")
+    # One dead letter per source message (the gateway message once, not per reading), replayable.
+    assert [(d["offset"], d["error_code"]) for d in letters] == [(0, "scoring_failed"), (1, "scoring_failed")]
+    assert "inference exploded" in letters[0]["error_message"]
+    assert json.loads(letters[1]["payload"])[1]["event_id"] == "e2"
