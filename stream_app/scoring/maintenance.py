@@ -7,7 +7,10 @@ in rounds (one reading per machine per round, in arrival order), one batched ste
 
 Decisions. With a usable model and confidence >= min_confidence the model decides (alert when
 p >= alert_probability); otherwise the physical-limit rules decide (alert when a limit is
-breached). A prediction always carries the model's own probability and confidence when there is
+breached). p is the calibrated failure probability and confidence the product described in
+stream_app.scoring.confidence (decisiveness x agreement x data quality x warm-up): with the default
+gate the model alerts on its own only when p >= ~0.85 and stays silent on its own only when
+p <= ~0.15. A prediction always carries the model's own probability and confidence when there is
 a model, so dashboards see what the model thought even when the rules decided; without a model
 its probability is 1 (confidence 1) when a limit is breached, else 0 (confidence 0: no evidence
 either way), with horizon 0 h (a breach is a present condition) and no time to failure.
@@ -43,7 +46,7 @@ from schemas.sensor import SensorReading
 from stream_app.features.maintenance import MaintenanceFeatures
 from stream_app.models.maintenance_lstm import MaintenanceLSTM
 from stream_app.registry import ModelRegistry, ModelVersion
-from stream_app.scoring.confidence import Confidence, confidence
+from stream_app.scoring.confidence import EPS, Calibration, Confidence, confidence
 from stream_app.scoring.explain import ALERT_KIND, MODEL_NAME, AlertContext, explain_model_alert, explain_rule_alert
 from stream_app.scoring.rules import LARGE_EXCEEDANCE, RuleSet
 from stream_app.settings import MaintenanceSettings
@@ -64,6 +67,8 @@ class ScoredReading:
     prediction: MaintenancePrediction
     alert: Optional[Alert]
     explanation: Optional[Explanation]
+    # The decision was to alert, but the machine's cooldown suppressed it (prediction.alert False).
+    suppressed: bool = False
 
 
 # --- model artifact ---------------------------------------------------------------------------
@@ -83,6 +88,9 @@ class LoadedModel:
     ttf_cap_hours: float
     interval_minutes: float
     warmup_steps: int
+    calibration: Calibration = Calibration()
+    # the manifest's confidence.spread_reference; None (older models): the old agreement formula
+    spread_reference: Optional[float] = None
 
     @classmethod
     def from_version(cls, version: ModelVersion) -> "LoadedModel":
@@ -100,6 +108,11 @@ class LoadedModel:
         warmup = manifest.get("warmup_steps", DEFAULT_WARMUP_STEPS)
         if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
             raise ValueError(f"manifest 'warmup_steps' must be a non-negative integer, not {warmup!r}")
+        calibration = Calibration.from_manifest(manifest.get("calibration"))
+        conf = manifest.get("confidence")
+        if conf is not None and not isinstance(conf, dict):
+            raise ValueError(f"manifest 'confidence' must be an object, not {conf!r}")
+        reference = _positive(conf, "spread_reference") if conf and "spread_reference" in conf else None
         return cls(
             version=version.version,
             model=model,
@@ -108,7 +121,27 @@ class LoadedModel:
             ttf_cap_hours=_positive(manifest, "ttf_cap_hours"),
             interval_minutes=_positive(manifest, "interval_minutes", 1.0),
             warmup_steps=warmup,
+            calibration=calibration,
+            spread_reference=reference,
         )
+
+
+class CalibratedModel(torch.nn.Module):
+    """The model as explanations see it: every head's failure logit replaced by the calibrated
+    ensemble logit a * logit(mean of the heads' sigmoids) + b, so that 'mean of the heads'
+    sigmoids' (what explain.py attributes) is the calibrated probability a prediction reports.
+    TTF outputs and state pass through."""
+
+    def __init__(self, model: MaintenanceLSTM, calibration: Calibration) -> None:
+        super().__init__()
+        self.inner = model
+        self.a, self.b = calibration.a, calibration.b
+
+    def forward(self, x: torch.Tensor, state: Optional[tuple[torch.Tensor, torch.Tensor]] = None):  # type: ignore[override]
+        logits, ttf, new_state = self.inner(x, state)
+        p = torch.sigmoid(logits).mean(dim=-1, keepdim=True).clamp(EPS, 1.0 - EPS)
+        z = self.a * (torch.log(p) - torch.log1p(-p)) + self.b
+        return z.expand_as(logits), ttf, new_state
 
 
 # --- per-machine state ------------------------------------------------------------------------
@@ -247,6 +280,8 @@ class _Batch:
         self.p = np.zeros(n, dtype=np.float64)
         self.conf = np.zeros(n, dtype=np.float64)
         self.agreement = np.ones(n)
+        self.decisiveness = np.ones(n)
+        self.spread_ratio = np.full(n, np.nan)
         self.quality = np.ones(n)
         self.warm_up = np.ones(n)
         self.spread = np.zeros(n)
@@ -270,9 +305,18 @@ class MaintenanceScorer:
         rules: Optional[RuleSet] = None,
         unavailable_reason: str = "model unavailable",
         initial_capacity: int = 1024,
+        explain: bool = True,
     ) -> None:
+        """explain=False skips the explanations of model alerts (integrated gradients: most of the
+        scoring time when alerts are frequent); decisions are the same. For offline evaluation:
+        a model alert then says its explanation was not computed."""
         self.settings = settings
         self._model = model
+        self._explain = explain
+        self._explained_model: Optional[torch.nn.Module] = None
+        if model is not None:
+            cal = model.calibration
+            self._explained_model = model.model if cal.identity else CalibratedModel(model.model, cal).eval()
         self.rules = rules if rules is not None else RuleSet.with_overrides(None)
         self.model_version: Optional[str] = model.version if model else None
         self._unavailable = unavailable_reason
@@ -312,6 +356,16 @@ class MaintenanceScorer:
             return cls._rules_only(settings, rules, reason, initial_capacity)
         log.info("maintenance scorer serves %s %s from %s", MODEL_NAME, loaded.version, version.path)
         return cls(settings, loaded, rules, initial_capacity=initial_capacity)
+
+    @classmethod
+    def from_version(
+        cls, version: ModelVersion, settings: MaintenanceSettings, initial_capacity: int = 1024, explain: bool = True
+    ) -> "MaintenanceScorer":
+        """A given registry version (e.g. one just trained, not yet promoted). Unlike load(), a
+        model that cannot be used raises: whoever names a version wants that model."""
+        rules = cls._manifest_rules(version)
+        loaded = LoadedModel.from_version(version)
+        return cls(settings, loaded, rules, initial_capacity=initial_capacity, explain=explain)
 
     @classmethod
     def _rules_only(
@@ -438,17 +492,23 @@ class MaintenanceScorer:
         st.last[slots[commit]] = new_last[commit]
         st.push_history(slots[commit], x[commit], b.event_ids[idx][commit], b.ts[idx][commit], h1, c1)
 
-        heads = torch.sigmoid(logits[:, 0]).numpy().astype(np.float64)
+        raw_heads = torch.sigmoid(logits[:, 0]).numpy().astype(np.float64)
         frac = ttf[:, 0].numpy().astype(np.float64)
         mean, spread = frac.mean(axis=1), frac.std(axis=1)
         cap = m.ttf_cap_hours
         b.ttf[idx] = np.stack([mean, np.clip(mean - 2 * spread, 0, 1), np.clip(mean + 2 * spread, 0, 1)], axis=1) * cap
-        b.p[idx] = heads.mean(axis=1)
+        cal = m.calibration
+        p = cal.ensemble(raw_heads)
+        b.p[idx] = p
         b.imputed[idx], b.clipped[idx] = imputed, clipped
-        parts: Confidence = confidence(heads, imputed, clipped, b.steps[idx], m.warmup_steps)
+        parts: Confidence = confidence(
+            cal.heads(raw_heads), imputed, clipped, b.steps[idx], m.warmup_steps,
+            probability=p, threshold=self.settings.alert_probability, spread_reference=m.spread_reference,
+        )
         b.conf[idx] = parts.total
         b.agreement[idx], b.quality[idx] = parts.agreement, parts.data_quality
         b.warm_up[idx], b.spread[idx] = parts.warm_up, parts.spread
+        b.decisiveness[idx], b.spread_ratio[idx] = parts.decisiveness, parts.spread_ratio
         return x
 
     def _decide(self, b: _Batch, idx: np.ndarray, slots: np.ndarray, ts: np.ndarray, x: Optional[np.ndarray]) -> None:
@@ -472,7 +532,7 @@ class MaintenanceScorer:
         b.suppressed[idx], b.prior_alert_ts[idx] = suppressed, prior
         # A model explanation replays the machine's history, so it is made now, before a later
         # round moves that history on; everything else about alerts waits for _results.
-        for pos in np.flatnonzero(alert & model_decides):
+        for pos in np.flatnonzero(alert & model_decides) if self._explain else ():
             assert x is not None
             self._explain_model(b, int(idx[pos]), x[pos])
 
@@ -491,15 +551,25 @@ class MaintenanceScorer:
         if b.late[i]:  # scored from the current state without being stored: replay it last
             inputs, ids, times = np.vstack([inputs, x[None]]), ids + [r.event_id], np.append(times, b.ts[i])
         ctx = self._alert_context(r, float(b.p[i]), float(b.conf[i]), datetime.now(timezone.utc))
-        b.explanations[i] = explain_model_alert(ctx, m.model, m.features, m.horizon_hours, inputs, state, ids, times)
+        model = self._explained_model
+        assert model is not None
+        b.explanations[i] = explain_model_alert(ctx, model, m.features, m.horizon_hours, inputs, state, ids, times)
 
     def _alert(self, b: _Batch, c: "_Columns", i: int, reason: str, created: datetime) -> Alert:
         r = b.readings[i]
         by_model = c.model_decides[i]
         if by_model:
-            explanation = b.explanations[i]
+            explanation = b.explanations.get(i)
             p = score = c.p[i]
             conf, severity = c.conf[i], "critical" if p >= CRITICAL_PROBABILITY else "warning"
+            if explanation is None:  # explain=False (offline evaluation)
+                return Alert(
+                    alert_id=deterministic_id("maintenance-alert", r.machine_id, r.event_id, self.model_version),
+                    kind=ALERT_KIND, entity_id=r.machine_id, event_ids=[r.event_id], severity=severity, score=score,
+                    confidence=conf, decision_source="model", reason=reason, model_name=MODEL_NAME,
+                    model_version=self.model_version, created_at=created, event_ts=r.ts,
+                    explanation="explanation not computed (scorer built with explain=False)",
+                )
         else:
             ctx = self._alert_context(r, c.p[i], c.conf[i], created)
             why = self._why_rules(b, c, i)
@@ -522,10 +592,16 @@ class MaintenanceScorer:
         if self._model is None:
             return self._unavailable
         factors = []
+        if c.decisiveness[i] < 1:
+            thr = self.settings.alert_probability
+            factors.append((c.decisiveness[i], f"undecided: p={c.p[i]:.2f} {'>=' if c.p[i] >= thr else '<'} {thr:.2f} "
+                                               f"is right with probability {c.decisiveness[i]:.2f}"))
         if c.warm_up[i] < 1:
             factors.append((c.warm_up[i], f"machine warming up: {c.steps[i]} of {self._model.warmup_steps} readings"))
         if c.agreement[i] < 1:
-            factors.append((c.agreement[i], f"heads disagree: spread {c.spread[i]:.3f}"))
+            ratio = c.spread_ratio[i]
+            unusual = f", {ratio:.1f}x the validation 99th percentile" if ratio == ratio else ""  # NaN: no reference
+            factors.append((c.agreement[i], f"heads disagree: spread {c.spread[i]:.3f}{unusual}"))
         if c.quality[i] < 1:
             names = [f"imputed {', '.join(self._sensor_names[b.imputed[i]])}"] if c.any_imputed[i] else []
             names += [f"clipped {', '.join(self._sensor_names[b.clipped[i]])}"] if c.any_clipped[i] else []
@@ -574,7 +650,7 @@ class MaintenanceScorer:
                 unknown_sensors=b.unknown[i], created_at=created,
             )
             alert = self._alert(b, c, i, reason, created) if c.alert[i] else None
-            out.append(ScoredReading(prediction, alert, b.explanations.get(i)))
+            out.append(ScoredReading(prediction, alert, b.explanations.get(i), c.suppressed[i]))
         return out
 
 
@@ -584,6 +660,8 @@ class _Columns:
     p: list[float]
     conf: list[float]
     agreement: list[float]
+    decisiveness: list[float]
+    spread_ratio: list[float]
     quality: list[float]
     warm_up: list[float]
     spread: list[float]

@@ -38,11 +38,31 @@ Training
     head k weights each life by its own Poisson(1) bootstrap draw, so the heads' spread
     reflects sampling uncertainty. Loss = BCE(pos_weight) + ttf_weight * (MSE | hinge) on the
     TTF fraction; pos_weight defaults to sqrt(negatives/positives), a compromise: on the default
-    simulated history the full ratio (~12) moved the 0.5 threshold to recall 0.95 / precision
-    0.72 / 0.37 false alerts per machine-day, the square root (~3.5) to 0.92 / 0.79 / 0.24. Adam with a cosine
-    learning-rate decay; an exponential moving average of the weights is validated after each
-    epoch and the best one is saved. Evaluation uses the mean of the heads' probabilities (and
-    of their TTF fractions, times the cap).
+    simulated history the full ratio (~12) moved the 0.5 threshold on the raw probability to
+    recall 0.95 / precision 0.72 / 0.37 false alerts per machine-day, the square root (~3.5) to
+    0.92 / 0.79 / 0.24 (measured before the calibration below, which now moves the threshold).
+    Adam with a cosine learning-rate decay; an exponential moving average of the weights is
+    validated after each epoch and the best one is saved. Evaluation uses the mean of the heads'
+    probabilities, calibrated (and of their TTF fractions, times the cap).
+
+Calibration and confidence
+    The BCE's pos_weight inflates the raw probabilities. After fitting, Platt scaling
+    (p_cal = sigmoid(a * logit(mean head probability) + b)) is fitted on the validation slice
+    (readings in [validation cutoff, test cutoff), labels as known at the test cutoff; never the
+    test period) and stored as the manifest's "calibration"; the scorer reports p_cal and compares
+    it with alert_probability. The same slice gives the reference for the heads' spread (its
+    `spread_quantile`, default the 99th percentile, of the calibrated heads' std), stored as
+    "confidence": {"spread_reference": ..}: see stream_app.scoring.confidence. The linear baseline
+    is calibrated on the same slice (it was fitted on it too: if anything, that favours it). The
+    test-period metrics are those of the calibrated probabilities; the uncalibrated ones are kept
+    next to them. Without a validation slice (val_fraction 0), or with too few positives or
+    negatives in it, the calibration is the identity and the report says why.
+
+Decision policy
+    After the version is written (not yet promoted), `evaluate_policy` streams every life that
+    reaches into the test period through the real scorer loaded from that version and reports
+    what users get (model decisions + rule fallback + cooldown) next to the model alone, the
+    rules alone and the baseline; the report is then rewritten with it and the version promoted.
 
 Threads
     `threads` (default 1) is passed to torch.set_num_threads for the run and restored after.
@@ -57,11 +77,13 @@ import copy
 import hashlib
 import json
 import math
+import os
 import time
 import uuid
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
@@ -72,8 +94,11 @@ from schemas.sensor import MaintenanceOutcome, SensorReading
 from stream_app.features.maintenance import MaintenanceFeatures
 from stream_app.models.maintenance_lstm import MaintenanceLSTM
 from stream_app.registry import ModelRegistry, ModelVersion
+from stream_app.scoring.confidence import SPREAD_PENALTY, Calibration, decisiveness, logit, spread_reference_from
+from stream_app.settings import MaintenanceSettings
 from stream_app.training import baselines as bl
-from stream_app.training.report import Report, binary_metrics, jsonable, rmse
+from stream_app.training.evaluate_policy import LifeView, evaluate_policy
+from stream_app.training.report import Report, binary_metrics, brier, jsonable, reliability_bins, rmse
 
 MODEL_NAME = "maintenance"
 TTF_NONE, TTF_EXACT, TTF_LOWER = 0, 1, 2
@@ -108,6 +133,11 @@ class TrainConfig:
     test_fraction: float = 0.25
     alert_probability: float = 0.5
     alert_cooldown_hours: float = 6.0  # as the live alerting, for counting false alerts
+    min_confidence: float = 0.85  # as the live gate (settings.maintenance), for the policy evaluation
+    policy_batch_size: int = 400  # readings per score_batch call in the policy evaluation
+    # calibration and confidence (validation slice)
+    calibration_min_class: int = 5  # fewer validation positives or negatives: identity calibration
+    spread_quantile: float = 0.99  # the validation spread quantile stored as the spread reference
     # manifest
     warmup_steps: int = 12
     min_sensor_coverage: float = 0.5
@@ -711,6 +741,46 @@ def fit_lstm(
     return result
 
 
+# --- calibration ---------------------------------------------------------------------------------
+def fit_platt(
+    raw_probability: np.ndarray, y: np.ndarray, min_class: int = 5, max_iter: int = 300
+) -> tuple[Calibration, dict[str, Any]]:
+    """Platt scaling on (raw ensemble probability, label) pairs: a, b maximising the likelihood of
+    sigmoid(a * logit(p) + b), by L-BFGS (float64). Targets are Platt's smoothed ones,
+    (N+ + 1) / (N+ + 2) for positives and 1 / (N- + 2) for negatives, so a slice the model
+    separates perfectly still gives finite parameters. The identity, with the reason, when there
+    are fewer than `min_class` positives or negatives or the fit is not increasing (a <= 0)."""
+    p = np.asarray(raw_probability, dtype=np.float64).ravel()
+    y = np.asarray(y, dtype=np.float64).ravel() > 0.5
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    info: dict[str, Any] = {"readings": int(len(y)), "positives": n_pos}
+    if n_pos < min_class or n_neg < min_class:
+        return Calibration(), {**info, "note": f"identity: fewer than {min_class} positives or negatives to fit on"}
+    z = torch.from_numpy(logit(p))
+    target = torch.from_numpy(np.where(y, (n_pos + 1.0) / (n_pos + 2.0), 1.0 / (n_neg + 2.0)))
+    a = torch.tensor(1.0, dtype=torch.float64, requires_grad=True)
+    b = torch.tensor(0.0, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([a, b], lr=1.0, max_iter=max_iter, tolerance_grad=1e-9, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = F.binary_cross_entropy_with_logits(a * z + b, target)
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    a_v, b_v = float(a.detach()), float(b.detach())
+    if not (math.isfinite(a_v) and math.isfinite(b_v)) or a_v <= 0:
+        return Calibration(), {**info, "note": f"identity: the fit gave a={a_v:.3g}, b={b_v:.3g} (not increasing)"}
+    return Calibration(a_v, b_v, "platt"), info
+
+
+def _concat(parts: Iterable[np.ndarray]) -> np.ndarray:
+    parts = list(parts)
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
 # --- evaluation ----------------------------------------------------------------------------------
 @dataclass
 class Scored:
@@ -804,6 +874,7 @@ def _mid_life_start(
     full: Scored,
     cutoff: float,
     config: TrainConfig,
+    calibration: Calibration = Calibration(),
 ) -> dict[str, Any]:
     """A worker that starts at the cutoff: every life running at the cutoff restarted there from
     a zero state (re-encoded, as the worker would), scored after `warmup_steps` readings, next to
@@ -824,7 +895,7 @@ def _mid_life_start(
         m = lab.y_mask[s:].copy()
         m[: config.warmup_steps] = False
         ys.append(lab.y[s:][m])
-        cold.append(p.mean(axis=1)[m])
+        cold.append(calibration.ensemble(p)[m])
         warm.append(full.prob[k][s:][m])
     y, pc, pw = np.concatenate(ys), np.concatenate(cold), np.concatenate(warm)
     cold_m, warm_m = binary_metrics(y, pc, config.alert_probability), binary_metrics(y, pw, config.alert_probability)
@@ -952,15 +1023,35 @@ def _train(
     fit = fit_lstm(features.n_inputs, train_seqs, val_seqs, config, pos_weight, progress=progress)
     model = fit.model
 
-    # evaluation: every life from its first reading; model = mean over heads
+    # evaluation: every life from its first reading; model = mean over heads, calibrated on the
+    # validation slice (labels as known at the test cutoff)
     preds = predict_sequences(model, [e.x for e in encoded])
-    model_scored = Scored(
-        prob=[p.mean(axis=1) for p, _ in preds], ttf_hours=[q.mean(axis=1) * cap for _, q in preds]
-    )
-    head_spread = np.concatenate([p.std(axis=1)[e.life.t >= cutoff] for (p, _), e in zip(preds, encoded)])
+    raw_prob = [p.mean(axis=1).astype(np.float64) for p, _ in preds]
+    ttf_hours = [q.mean(axis=1) * cap for _, q in preds]
+    in_val = [
+        (e.life.t >= val_cutoff) & (e.life.t < cutoff) if val_cutoff is not None else np.zeros(len(e.life), bool)
+        for e in encoded
+    ]
+    val_y = _concat(l.y[m & l.y_mask] for l, m in zip(lab_cut, in_val))
+    if val_cutoff is not None:
+        calibration, cal_fit = fit_platt(
+            _concat(p[m & l.y_mask] for p, l, m in zip(raw_prob, lab_cut, in_val)), val_y, config.calibration_min_class
+        )
+    else:
+        calibration, cal_fit = Calibration(), {"readings": 0, "positives": 0, "note": "identity: no validation slice (val_fraction 0)"}
+    model_scored = Scored(prob=[calibration.probability(p) for p in raw_prob], ttf_hours=ttf_hours)
+    raw_scored = Scored(prob=raw_prob, ttf_hours=ttf_hours)
+    cal_heads = [calibration.heads(p) for p, _ in preds]
+    val_spread = _concat(h.std(axis=1)[m] for h, m in zip(cal_heads, in_val))
+    spread_reference = spread_reference_from(val_spread, config.spread_quantile)
+    head_spread = _concat(h.std(axis=1)[e.life.t >= cutoff] for h, e in zip(cal_heads, encoded))
     model_metrics = evaluate(model_scored, encoded, lab_full, cutoff, config, interval)
+    raw_metrics = evaluate(raw_scored, encoded, lab_full, cutoff, config, interval)
     model_metrics["mean_head_spread"] = float(head_spread.mean()) if len(head_spread) else None
-    model_metrics["mid_life_start"] = _mid_life_start(model, features, encoded, lab_full, model_scored, cutoff, config)
+    model_metrics["max_head_spread"] = float(head_spread.max()) if len(head_spread) else None
+    model_metrics["mid_life_start"] = _mid_life_start(
+        model, features, encoded, lab_full, model_scored, cutoff, config, calibration
+    )
 
     # baseline: same encoder, same training period (labels as known at the test cutoff)
     base_feats = [bl.rolling_features(e.x, features.n_sensors) for e in encoded]
@@ -972,13 +1063,27 @@ def _train(
     b_kind = np.concatenate([l.ttf_kind[m] for l, m in zip(lab_cut, pre)])
     b_known = (b_kind == TTF_EXACT) | ((b_kind == TTF_LOWER) & (b_ttf >= cap - 1e-6))
     baseline = bl.fit_baseline(bf, by, bym, b_ttf, b_known, cap, pos_weight=pos_weight)
-    base_scored = Scored(prob=[], ttf_hours=[])
+    base_raw = Scored(prob=[], ttf_hours=[])
     for f in base_feats:
         p, q = baseline.predict(f)
-        base_scored.prob.append(p)
-        base_scored.ttf_hours.append(q)
+        base_raw.prob.append(p)
+        base_raw.ttf_hours.append(q)
+    if val_cutoff is not None:
+        base_cal, base_fit = fit_platt(
+            _concat(p[m & l.y_mask] for p, l, m in zip(base_raw.prob, lab_cut, in_val)), val_y, config.calibration_min_class
+        )
+    else:
+        base_cal, base_fit = Calibration(), dict(cal_fit)
+    base_scored = Scored(prob=[base_cal.probability(p) for p in base_raw.prob], ttf_hours=base_raw.ttf_hours)
     baseline_metrics = evaluate(base_scored, encoded, lab_full, cutoff, config, interval)
+    baseline_raw_metrics = evaluate(base_raw, encoded, lab_full, cutoff, config, interval)
     prevalence = float(by[bym].mean()) if bym.any() else 0.0
+    calibration_data = _calibration_data(
+        calibration, cal_fit, base_cal, base_fit, raw_prob, base_raw.prob, encoded, lab_cut, lab_full, in_val, cutoff
+    )
+    calibration_data["spread_vs_accuracy"] = _spread_accuracy(
+        model_scored.prob, cal_heads, encoded, lab_full, cutoff, spread_reference, config.alert_probability
+    )
 
     # rule limits from healthy training readings (far from a known failure or the censoring end)
     healthy_rows = []
@@ -1020,7 +1125,13 @@ def _train(
         "train_loss": [round(v, 5) for v in fit.train_loss],
         "val_loss": [round(v, 5) for v in fit.val_loss],
     }
-    metrics = {"model": model_metrics, "baseline": baseline_metrics, "train_prevalence": prevalence}
+    metrics = {
+        "model": model_metrics,
+        "baseline": baseline_metrics,
+        "model_uncalibrated": raw_metrics,
+        "baseline_uncalibrated": baseline_raw_metrics,
+        "train_prevalence": prevalence,
+    }
     run_id = uuid.uuid4().hex
     train_config = jsonable(asdict(config))
     manifest = {
@@ -1036,7 +1147,9 @@ def _train(
         "rule_limit_notes": limit_notes,
         "warmup_steps": int(config.warmup_steps),
         "alert_probability": config.alert_probability,
-        "ensemble": "failure probability = mean of the heads' sigmoid outputs; TTF = mean head fraction x ttf_cap_hours",
+        "ensemble": "failure probability = calibration applied to the mean of the heads' sigmoid outputs; "
+        "TTF = mean head fraction x ttf_cap_hours",
+        "calibration": calibration.to_manifest(),
         "state_reset": "zero LSTM state at a machine's first reading and at each new life (cycle decreases, or after a failure/repair outcome)",
         "metrics": jsonable(metrics),
         "data_fingerprint": fingerprint,
@@ -1047,14 +1160,126 @@ def _train(
         "sensor_coverage": coverage,
     }
 
-    report = _build_report(manifest, source, time.perf_counter() - wall_start)
-    with registry.new_version(MODEL_NAME, jsonable(manifest), promote=promote) as staging:
+    if spread_reference is not None:
+        manifest["confidence"] = {
+            "spread_reference": spread_reference,
+            "spread_quantile": config.spread_quantile,
+            "spread_penalty": SPREAD_PENALTY,
+            "spread_measured_on": "validation readings",
+        }
+
+    seconds_before_save = time.perf_counter() - wall_start
+    # Written unpromoted, with the report so far; then the policy evaluation loads it as a worker
+    # would, the report is completed, and only then is the version promoted.
+    with registry.new_version(MODEL_NAME, jsonable(manifest), promote=False) as staging:
         torch.save(model.state_dict(), staging / "model.pt")
-        report.write(staging)
-    for version in reversed(registry.versions(MODEL_NAME)):
-        if version.manifest.get("run_id") == run_id:
-            return version
-    raise RuntimeError("the new model version was written but cannot be found in the registry")
+        _build_report(manifest, source, seconds_before_save, calibration_data).write(staging)
+    written = next((v for v in reversed(registry.versions(MODEL_NAME)) if v.manifest.get("run_id") == run_id), None)
+    if written is None:
+        raise RuntimeError("the new model version was written but cannot be found in the registry")
+
+    settings = MaintenanceSettings(
+        alert_probability=config.alert_probability,
+        min_confidence=config.min_confidence,
+        alert_cooldown_s=config.alert_cooldown_hours * 3600,
+    )
+    views = [
+        LifeView(e.life.machine_id, e.life.rows, e.life.t, e.life.end, e.life.end_t, l.y, l.y_mask)
+        for e, l in zip(encoded, lab_full)
+    ]
+    policy = evaluate_policy(
+        written, settings, readings, outcomes, views, base_scored.prob, cutoff, H, interval, config.policy_batch_size
+    )
+    report = _build_report(
+        manifest, source, seconds_before_save, calibration_data, policy, time.perf_counter() - wall_start
+    )
+    _replace_report(report, written.path)
+    if promote:
+        registry.promote(MODEL_NAME, written.version)
+    return written
+
+
+def _replace_report(report: Report, directory: Path) -> None:
+    """Rewrite report.md / report.json in place, each file replaced whole (never half-written)."""
+    tmp_md, tmp_js = report.write(directory, stem=".report-new")
+    os.replace(tmp_md, directory / "report.md")
+    os.replace(tmp_js, directory / "report.json")
+
+
+def _calibration_data(
+    calibration: Calibration,
+    fit: dict[str, Any],
+    base_cal: Calibration,
+    base_fit: dict[str, Any],
+    raw_prob: Sequence[np.ndarray],
+    base_prob: Sequence[np.ndarray],
+    encoded: Sequence[Encoded],
+    lab_cut: Sequence[Labels],
+    lab_full: Sequence[Labels],
+    in_val: Sequence[np.ndarray],
+    cutoff: float,
+) -> dict[str, Any]:
+    """Brier scores (validation, test) and test reliability bins, before and after calibration."""
+    test = [(e.life.t >= cutoff) & l.y_mask for e, l in zip(encoded, lab_full)]
+    val = [m & l.y_mask for m, l in zip(in_val, lab_cut)]
+    yt = _concat(l.y[m] for l, m in zip(lab_full, test))
+    yv = _concat(l.y[m] for l, m in zip(lab_cut, val))
+    pt = _concat(p[m] for p, m in zip(raw_prob, test))
+    pv = _concat(p[m] for p, m in zip(raw_prob, val))
+    bt = _concat(p[m] for p, m in zip(base_prob, test))
+    return {
+        **calibration.to_manifest(),
+        "fit": fit,
+        "brier": {
+            "validation": {"raw": brier(yv, pv), "calibrated": brier(yv, calibration.probability(pv))},
+            "test": {"raw": brier(yt, pt), "calibrated": brier(yt, calibration.probability(pt))},
+        },
+        "reliability_test": {
+            "raw": reliability_bins(yt, pt),
+            "calibrated": reliability_bins(yt, calibration.probability(pt)),
+        },
+        "baseline": {
+            **base_cal.to_manifest(),
+            "fit": base_fit,
+            "brier_test": {"raw": brier(yt, bt), "calibrated": brier(yt, base_cal.probability(bt))},
+        },
+    }
+
+
+SPREAD_BANDS: tuple[tuple[float, float], ...] = ((0.0, 0.1), (0.1, 0.5), (0.5, 1.0), (1.0, 2.0), (2.0, math.inf))
+
+
+def _spread_accuracy(
+    prob: Sequence[np.ndarray],
+    cal_heads: Sequence[np.ndarray],
+    encoded: Sequence[Encoded],
+    lab_full: Sequence[Labels],
+    cutoff: float,
+    reference: Optional[float],
+    threshold: float,
+) -> list[dict[str, Any]]:
+    """Test readings with known labels by spread / reference: how often the model's decision was
+    right next to what its decisiveness promised (does unusual spread mean worse decisions?)."""
+    if reference is None:
+        return []
+    sel = [(e.life.t >= cutoff) & l.y_mask for e, l in zip(encoded, lab_full)]
+    ratio = _concat(h.std(axis=1)[m] for h, m in zip(cal_heads, sel)) / reference
+    p = _concat(q[m] for q, m in zip(prob, sel))
+    y = _concat(l.y[m] for l, m in zip(lab_full, sel)) > 0.5
+    dec = decisiveness(p, threshold)
+    right = (p >= threshold) == y
+    rows = []
+    for lo, hi in SPREAD_BANDS:
+        m = (ratio >= lo) & (ratio < hi)
+        n = int(m.sum())
+        rows.append({
+            "band": f"[{lo:g}, {hi:g})",
+            "readings": n,
+            "mean_decisiveness": float(dec[m].mean()) if n else None,
+            "decision_right": float(right[m].mean()) if n else None,
+            "mean_agreement": float(np.clip(1 - SPREAD_PENALTY * ratio[m], 0, 1).mean()) if n else None,
+        })
+    return rows
 
 
 # --- the report ----------------------------------------------------------------------------------
@@ -1073,8 +1298,16 @@ _METRIC_ROWS = [
 ]
 
 
-def _build_report(manifest: dict[str, Any], source: Optional[dict[str, Any]], seconds: float) -> Report:
+def _build_report(
+    manifest: dict[str, Any],
+    source: Optional[dict[str, Any]],
+    seconds: float,
+    calibration: Optional[dict[str, Any]] = None,
+    policy: Optional[dict[str, Any]] = None,
+    total_seconds: Optional[float] = None,
+) -> Report:
     m, b = manifest["metrics"]["model"], manifest["metrics"]["baseline"]
+    m_raw, b_raw = manifest["metrics"].get("model_uncalibrated", {}), manifest["metrics"].get("baseline_uncalibrated", {})
     split, fp, tr, cfg = manifest["split"], manifest["data_fingerprint"], manifest["training"], manifest["train_config"]
     H = manifest["horizon_hours"]
     report = Report(
@@ -1092,6 +1325,10 @@ def _build_report(manifest: dict[str, Any], source: Optional[dict[str, Any]], se
             "features": manifest["features"]["sensors"],
             "source": source,
             "wall_seconds_before_save": round(seconds, 2),
+            "wall_seconds": round(total_seconds, 2) if total_seconds is not None else None,
+            "calibration": calibration,
+            "confidence": manifest.get("confidence"),
+            "policy": policy,
         },
     )
     report.text(
@@ -1100,24 +1337,33 @@ def _build_report(manifest: dict[str, Any], source: Optional[dict[str, Any]], se
         f"evaluated on the last {split['test_fraction']:.0%} of the time range "
         f"({split['cutoff']} onwards): {split['test_readings']:,} readings, {split['test_failures']} failures. "
         f"Alert threshold {manifest['alert_probability']:g} on the failure probability "
-        f"(mean of {manifest['hyperparameters']['heads']} heads). "
+        f"(mean of {manifest['hyperparameters']['heads']} heads, calibrated). "
         f"LSTM ROC AUC {_f(m['roc_auc'])} vs baseline {_f(b['roc_auc'])}; failures caught "
-        f"{m['failures_caught']}/{m['failures']} vs {b['failures_caught']}/{b['failures']}.",
+        f"{m['failures_caught']}/{m['failures']} vs {b['failures_caught']}/{b['failures']}. "
+        + _policy_summary(policy),
     )
-    rows = [[label, m.get(key), b.get(key)] for label, key in _METRIC_ROWS]
+    rows = [[label, m.get(key), m_raw.get(key), b.get(key), b_raw.get(key)] for label, key in _METRIC_ROWS]
     report.table(
         "Test-period metrics",
-        ["Metric", "LSTM", "Baseline (linear)"],
+        ["Metric", "LSTM", "LSTM (uncalibrated)", "Baseline (linear)", "Baseline (uncalibrated)"],
         rows,
         note=(
             "Per-reading metrics use readings whose label is known (censored tails within the horizon of the "
             "end of observation are excluded). A failure counts as caught when any reading within the horizon "
             "before it scores at or above the threshold; lead time is from the first such reading. False alerts: "
             f"alerts (at most one per machine per {cfg['alert_cooldown_hours']:g} h, as live alerting) on readings "
-            "with no failure within the horizon. The live scorer also requires a minimum confidence, so its "
-            "alert counts are lower than these."
+            "with no failure within the horizon. LSTM and baseline: probabilities calibrated on the validation slice "
+            "(see Calibration), as the scorer reports them; the uncalibrated columns are the raw outputs, inflated by "
+            "pos_weight. The live scorer also requires a minimum confidence and falls back to rules below it: see "
+            "'Decision policy on the test period' for what users get."
         ),
     )
+    if calibration:
+        _calibration_section(report, calibration, manifest)
+    if policy:
+        _policy_section(report, policy, manifest)
+    elif policy is None:
+        report.text("Decision policy on the test period", "Pending: evaluated once the version is written.")
     mid = m.get("mid_life_start") or {}
     if mid.get("lives"):
         report.table(
@@ -1176,7 +1422,8 @@ def _build_report(manifest: dict[str, Any], source: Optional[dict[str, Any]], se
             "fit seconds": tr["fit_seconds"],
             "pos_weight": tr["pos_weight"],
             "training sequences (lives + mid-life starts)": split["training_sequences"],
-            "mean head spread (test)": m.get("mean_head_spread"),
+            "mean / max head spread (test, calibrated heads)": [m.get("mean_head_spread"), m.get("max_head_spread")],
+            "spread reference (validation quantile)": (manifest.get("confidence") or {}).get("spread_reference"),
             "hyperparameters": ", ".join(f"{k}={v}" for k, v in manifest["hyperparameters"].items()),
             "train loss by epoch": tr["train_loss"],
             "validation loss by epoch": tr["val_loss"],
@@ -1213,10 +1460,137 @@ def _build_report(manifest: dict[str, Any], source: Optional[dict[str, Any]], se
     return report
 
 
+def _calibration_section(report: Report, cal: dict[str, Any], manifest: dict[str, Any]) -> None:
+    fit, br, base = cal["fit"], cal["brier"], cal["baseline"]
+    split = manifest["split"]
+    method = (
+        f"Platt: p = sigmoid({cal['a']:.4f} * logit(raw mean of heads) + {cal['b']:.4f})"
+        if cal.get("method") == "platt" else "identity (raw mean of heads)"
+    )
+    report.kv(
+        "Calibration",
+        {
+            "method": method,
+            "fitted on": f"validation slice ({split['validation_cutoff']} to the test cutoff): "
+                         f"{fit['readings']:,} labelled readings, {fit['positives']:,} positive",
+            "note": fit.get("note", "–"),
+            "Brier, validation (raw → calibrated)": [br["validation"]["raw"], br["validation"]["calibrated"]],
+            "Brier, test (raw → calibrated)": [br["test"]["raw"], br["test"]["calibrated"]],
+            "baseline calibration": (
+                f"Platt a={base['a']:.4f}, b={base['b']:.4f}" if base.get("method") == "platt" else "identity"
+            ) + (f" ({base['fit']['note']})" if base["fit"].get("note") else ""),
+            "baseline Brier, test (raw → calibrated)": [base["brier_test"]["raw"], base["brier_test"]["calibrated"]],
+        },
+        note="The training loss weights positives by pos_weight, which inflates raw probabilities; calibration maps "
+        "them to observed rates. Brier = mean (p - y)^2, lower is better. Fitted on the validation slice only, "
+        "never on the test period (the same slice chose the early-stopping epoch).",
+    )
+    raw, calibrated = cal["reliability_test"]["raw"], cal["reliability_test"]["calibrated"]
+    rows = [
+        [f"{r['low']:.1f}–{r['high']:.1f}", r["n"], r["mean_predicted"], r["observed"], c["n"], c["mean_predicted"], c["observed"]]
+        for r, c in zip(raw, calibrated)
+    ]
+    report.table(
+        "Calibration on the test period (reliability)",
+        ["Predicted", "Readings (raw)", "Mean raw p", "Observed rate", "Readings (calibrated)", "Mean calibrated p",
+         "Observed rate "],
+        rows,
+        note="Test readings with a known label, binned by predicted probability; a calibrated model has mean p "
+        "equal to the observed rate of failure within the horizon in every bin.",
+    )
+    spread = cal.get("spread_vs_accuracy") or []
+    if spread:
+        conf = manifest.get("confidence") or {}
+        report.table(
+            "Head spread and decision accuracy (test period)",
+            ["Spread / reference", "Readings", "Mean decisiveness", "Decision right", "Agreement"],
+            [[r["band"], r["readings"], r["mean_decisiveness"], r["decision_right"], r["mean_agreement"]] for r in spread],
+            note=f"Spread = std of the calibrated heads' probabilities; reference = its {conf.get('spread_quantile', 0.99):g} "
+            f"quantile on the validation slice ({conf.get('spread_reference', float('nan')):.4g}). Decisiveness is what "
+            "the calibrated probability promises (the chance the decision at the threshold is right); where the "
+            "decisions are right less often than promised, the agreement factor "
+            f"(1 - {SPREAD_PENALTY:g} x spread/reference) is what discounts them.",
+        )
+
+
+_POLICY_COLUMNS = [
+    ("product", "Product (model + rules, gated)"),
+    ("model_only", "Model alone (no gate)"),
+    ("rules_only", "Rules only"),
+    ("baseline", "Baseline (linear, no gate)"),
+]
+
+
+def _policy_summary(policy: Optional[dict[str, Any]]) -> str:
+    if not policy:
+        return ""
+    p, s = policy["policies"]["product"], policy["settings"]
+    return (
+        f"What users get (model decides at confidence >= {s['min_confidence']:g}, rules below, "
+        f"{s['alert_cooldown_hours']:g} h cooldown): {p['failures_caught']}/{p['failures']} failures caught, median "
+        f"lead {_f(p['median_lead_hours'], 1)} h, {_f(p['false_alerts_per_machine_day'])} false alerts per machine-day, "
+        f"alert precision {_f(p['alert_precision'])}, {_pct(p['rule_decided_share'])} of readings decided by rules."
+    )
+
+
+def _policy_section(report: Report, policy: dict[str, Any], manifest: dict[str, Any]) -> None:
+    pol, s = policy["policies"], policy["settings"]
+    rows = [
+        ["Failures caught within the horizon", *[f"{pol[k]['failures_caught']} / {pol[k]['failures']}" for k, _ in _POLICY_COLUMNS]],
+        ["Share of failures caught", *[pol[k]["failure_recall"] for k, _ in _POLICY_COLUMNS]],
+        ["Median lead time, hours", *[pol[k]["median_lead_hours"] for k, _ in _POLICY_COLUMNS]],
+        ["Alerts", *[pol[k]["alerts"] for k, _ in _POLICY_COLUMNS]],
+        ["False alerts per machine-day", *[pol[k]["false_alerts_per_machine_day"] for k, _ in _POLICY_COLUMNS]],
+        ["Alert precision (failure within the horizon)", *[pol[k]["alert_precision"] for k, _ in _POLICY_COLUMNS]],
+        ["Share of readings decided by rules", *[pol[k]["rule_decided_share"] for k, _ in _POLICY_COLUMNS]],
+        ["Readings decided right (before the cooldown)", *[pol[k].get("decisions_right") for k, _ in _POLICY_COLUMNS]],
+    ]
+    by_source = policy["product_alerts_by_source"]
+    report.table(
+        "Decision policy on the test period",
+        ["Metric", *[label for _, label in _POLICY_COLUMNS]],
+        rows,
+        note=(
+            f"Model version {policy['model_version']} loaded by the live scorer (MaintenanceScorer.from_version) with "
+            f"alert_probability {s['alert_probability']:g}, min_confidence {s['min_confidence']:g} and a "
+            f"{s['alert_cooldown_hours']:g} h cooldown; the {policy['streamed_lives']} lives that reach into the test "
+            f"period ({policy['streamed_readings']:,} readings) streamed from their first reading in event-time order, "
+            f"{policy['batch_size']} readings per batch, outcomes resetting machines as the outcomes agent does. Counted "
+            f"on the {policy['test_readings']:,} test readings. Product alerts: {by_source['model']} by the model, "
+            f"{by_source['rule']} by the rules. Model alone / baseline: calibrated probability >= "
+            f"{s['alert_probability']:g}, same cooldown. Rules only: the scorer without a model. Alerts are the ones "
+            "emitted (after the cooldown); precision counts alerts whose label is known. Scoring took "
+            f"{policy['scoring_seconds']['product']:g} s (product, explanations skipped) + "
+            f"{policy['scoring_seconds']['rules_only']:g} s (rules only)."
+        ),
+    )
+    report.table(
+        "Confidence reliability (test period)",
+        ["Confidence", "Readings", "Decided by model", "Mean confidence", "Model decision right",
+         "… where the model decided", "Rules decision right where rules decided"],
+        [
+            [r["band"], r["readings"], r["decided_by_model"], r["mean_confidence"], r["model_decision_right"],
+             r["model_decision_right_where_model_decided"], r["rules_decision_right_where_rules_decided"]]
+            for r in policy["reliability"]
+        ],
+        note=(
+            "Every test reading with a known label, by the confidence the scorer reported. 'Model decision right': "
+            f"the model's own decision (alert when p >= {s['alert_probability']:g}) matched the label (failure within "
+            "the horizon or not), whether or not the gate let it decide. A meaningful confidence has the share right "
+            "close to the mean confidence (it can be higher: data quality, warm-up and agreement only lower "
+            "confidence). The last column compares the rules' decisions on the readings handed to them."
+        ),
+    )
+
+
+def _pct(value: Optional[float]) -> str:
+    return "–" if value is None else f"{100 * value:.1f} %"
+
+
 def _fmt_limits(sides: dict[str, Optional[float]]) -> str:
     parts = [f"{'<' if side == 'low' else '>'} {v:g}" for side, v in sides.items() if v is not None]
     return ", ".join(parts) or "–"
 
 
-def _f(value: Optional[float]) -> str:
-    return "–" if value is None else f"{value:.3f}"
+def _f(value: Optional[float], digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"

@@ -93,6 +93,32 @@ def rmse(truth: np.ndarray, pred: np.ndarray) -> Optional[float]:
     return float(np.sqrt(np.mean((truth[keep] - pred[keep]) ** 2)))
 
 
+def brier(y: np.ndarray, probability: np.ndarray) -> Optional[float]:
+    """Mean squared difference between probability and outcome (0 perfect; always 0.25 for a coin)."""
+    pos, p = _binary(y, probability)
+    return float(np.mean((p - pos) ** 2)) if len(p) else None
+
+
+def reliability_bins(y: np.ndarray, probability: np.ndarray, bins: int = 10) -> list[dict[str, Any]]:
+    """Equal-width probability bins: per bin the readings, the mean predicted probability and the
+    observed rate of positives (a calibrated model has the two equal). Empty bins are kept (n 0)."""
+    pos, p = _binary(y, probability)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    index = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, bins - 1)
+    out = []
+    for k in range(bins):
+        sel = index == k
+        n = int(sel.sum())
+        out.append({
+            "low": float(edges[k]),
+            "high": float(edges[k + 1]),
+            "n": n,
+            "mean_predicted": float(p[sel].mean()) if n else None,
+            "observed": float(pos[sel].mean()) if n else None,
+        })
+    return out
+
+
 def binary_metrics(y: np.ndarray, score: np.ndarray, threshold: float) -> dict[str, Any]:
     pos, _ = _binary(y, score)
     return {

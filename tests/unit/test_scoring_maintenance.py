@@ -9,7 +9,7 @@ import torch
 from schemas.outputs import Alert, Explanation, MaintenancePrediction, deterministic_id
 from schemas.sensor import SensorReading
 from stream_app.registry import ModelRegistry
-from stream_app.scoring.confidence import confidence
+from stream_app.scoring.confidence import Calibration, confidence
 from stream_app.scoring.maintenance import HISTORY_WINDOW, MaintenanceScorer, ScoredReading
 from stream_app.settings import MaintenanceSettings
 from tests.unit.maintenance_fixtures import (
@@ -20,6 +20,7 @@ from tests.unit.maintenance_fixtures import (
     fleet,
     full_sequence_probabilities,
     interleave,
+    manifest_for,
     one_torch_thread,  # noqa: F401 (autouse fixture)
     random_model,
     readings_for,
@@ -135,7 +136,7 @@ def test_no_model_at_all(tmp_path):
     assert a.severity == "critical" and a.confidence == 1.0 and a.score == pytest.approx(25 / 95)
     assert a.alert_id == deterministic_id("maintenance-alert", "M", "M-x0", None)
     assert len(out.explanation.rules) == 4
-    assert [r.rule for r in out.explanation.rules if r.fired] == ["bearing_temp high limit"]
+    assert [r.rule for r in out.explanation.rules if r.fired] == ["bearing_temp high limit (physical)"]
 
 
 # --- outputs ---------------------------------------------------------------------------------
@@ -366,17 +367,112 @@ def test_rule_alert_severity_grows_with_the_exceedance(registry):
     assert "oil_pressure" in large.explanation.counterfactuals[0].text and "1.2" in large.explanation.summary
 
 
-# --- confidence ------------------------------------------------------------------------------
-def test_confidence_factors():
-    heads = np.array([[0.5, 0.5, 0.5, 0.5], [0.425, 0.575, 0.425, 0.575], [0.0, 1.0, 0.0, 1.0]])
-    none = np.zeros((3, 4), dtype=bool)
-    got = confidence(heads, none, none, np.array([12, 12, 12]), 12)
-    np.testing.assert_allclose(got.agreement, [1.0, 0.85, 0.0])
-    imputed = none.copy()
-    imputed[0, 0] = True
-    clipped = none.copy()
-    clipped[1, :] = True
-    got = confidence(heads[[0, 0, 0]], imputed, clipped, np.array([3, 12, 40]), 12)
-    np.testing.assert_allclose(got.data_quality, [0.9, 0.75, 1.0])
-    np.testing.assert_allclose(got.warm_up, [0.25, 1.0, 1.0])
-    np.testing.assert_allclose(got.total, [0.225, 0.75, 1.0])
+# --- calibration and confidence ---------------------------------------------------------------
+def _raw_heads(raw: np.ndarray) -> np.ndarray:
+    """(T, K) raw head probabilities of one machine from a full-sequence pass."""
+    model, features = trained_model()
+    with torch.no_grad():
+        logits, _, _ = model(torch.from_numpy(encode(features, raw[None])))
+    return torch.sigmoid(logits[0]).numpy().astype(np.float64)
+
+
+def test_an_old_manifest_loads_and_scores_as_before(registry):
+    """No calibration / confidence keys: identity calibration, the old agreement formula."""
+    assert "calibration" not in registry.current("maintenance").manifest
+    raw, readings = _failing_machine(100)
+    out = _scorer(registry, NO_COOLDOWN).score_batch(readings)
+    heads = _raw_heads(raw)
+    np.testing.assert_allclose([o.prediction.failure_probability for o in out], heads.mean(axis=1), atol=1e-5)
+    expected = confidence(heads, np.zeros((100, 5), bool), np.zeros((100, 5), bool), np.arange(1, 101), 12)
+    imputed = np.array([bool(o.prediction.imputed_sensors) for o in out])
+    np.testing.assert_allclose(np.array([o.prediction.confidence for o in out])[~imputed], expected.total[~imputed],
+                               atol=1e-5)
+
+
+def test_calibrated_manifest_reports_the_calibrated_probability(tmp_path):
+    model, features = trained_model()
+    cal = Calibration(0.7, -1.2, "platt")
+    registry = write_artifact(tmp_path, model, features, calibration=cal.to_manifest(),
+                              confidence={"spread_reference": 0.05})
+    raw, readings = _failing_machine(100)
+    out = _scorer(registry, NO_COOLDOWN).score_batch(readings)
+    heads = _raw_heads(raw)
+    p_cal = cal.ensemble(heads)
+    got = np.array([o.prediction.failure_probability for o in out])
+    np.testing.assert_allclose(got, p_cal, atol=1e-5)
+    assert np.abs(got - heads.mean(axis=1)).max() > 0.1  # it is not the raw probability
+    conf = confidence(cal.heads(heads), np.zeros((100, 5), bool), np.zeros((100, 5), bool), np.arange(1, 101), 12,
+                      probability=p_cal, spread_reference=0.05)
+    imputed = np.array([bool(o.prediction.imputed_sensors) for o in out])
+    np.testing.assert_allclose(np.array([o.prediction.confidence for o in out])[~imputed], conf.total[~imputed], atol=1e-5)
+    # decisions and alerts use the calibrated probability; the explanation explains it too
+    by_model = np.array([o.prediction.decision_source == "model" for o in out])
+    alerts = np.array([o.prediction.alert for o in out])
+    np.testing.assert_array_equal(alerts & by_model, by_model & (got >= 0.5))
+    first = next(o for o in out if o.alert and o.alert.decision_source == "model")
+    assert first.alert.score == first.prediction.failure_probability
+    assert first.explanation.counterfactuals[0].score_actual == pytest.approx(first.prediction.failure_probability, abs=5e-3)
+
+
+def test_an_undecided_model_hands_the_decision_to_the_rules(tmp_path):
+    """A calibration that squeezes every probability towards 0.5: the model is never sure."""
+    model, features = trained_model()
+    registry = write_artifact(tmp_path, model, features, calibration={"method": "platt", "a": 0.01, "b": 0.0})
+    scorer = _scorer(registry)
+    out = scorer.score_batch([_reading("M", k, **_healthy()) for k in range(20)])
+    assert all(o.prediction.decision_source == "rule" for o in out)
+    assert all(0.45 < o.prediction.failure_probability < 0.55 and o.prediction.confidence < 0.55 for o in out)
+    assert "undecided: p=0.4" in out[-1].prediction.reason and "right with probability 0.5" in out[-1].prediction.reason
+    assert not any(o.prediction.alert for o in out)  # healthy readings breach no limit
+    hot = scorer.score_batch([_reading("M", 20, **_healthy(bearing_temp=120.0))])[0]
+    assert hot.prediction.alert and hot.alert.decision_source == "rule"
+
+
+def test_unusual_head_spread_hands_the_decision_to_the_rules(tmp_path):
+    model, features = trained_model()
+    raw, readings = _failing_machine(100)
+    spread = _raw_heads(raw).std(axis=1)
+    reference = float(np.quantile(spread, 0.5))  # half the readings are "more unusual than the reference"
+    wide = _scorer(write_artifact(tmp_path / "a", model, features, confidence={"spread_reference": 100.0}), NO_COOLDOWN)
+    narrow = _scorer(write_artifact(tmp_path / "b", model, features, confidence={"spread_reference": reference}),
+                     NO_COOLDOWN)
+    a, b = wide.score_batch(readings), narrow.score_batch(readings)
+    ca, cb = (np.array([o.prediction.confidence for o in out]) for out in (a, b))
+    assert (cb <= ca + 1e-12).all() and (cb < ca - 0.05).sum() >= 10
+    moved = [y for x, y in zip(a, b) if x.prediction.decision_source == "model" and y.prediction.decision_source == "rule"]
+    assert moved and all("heads disagree" in y.prediction.reason and "x the validation 99th percentile"
+                         in y.prediction.reason for y in moved)
+
+
+@pytest.mark.parametrize("bad", [{"calibration": {"method": "platt", "a": -1.0, "b": 0.0}},
+                                 {"calibration": {"method": "magic"}},
+                                 {"confidence": {"spread_reference": -0.1}},
+                                 {"confidence": "wide"}])
+def test_a_bad_calibration_or_confidence_key_means_rules_only(tmp_path, bad):
+    model, features = trained_model()
+    scorer = _scorer(write_artifact(tmp_path, model, features, **bad))
+    assert scorer.model_version is None
+    (out,) = scorer.score_batch([_reading("M", 0, **_healthy())])
+    assert "model unavailable" in out.prediction.reason
+
+
+def test_from_version_scores_a_version_that_is_not_current(registry):
+    model, features = trained_model()
+    with registry.new_version("maintenance", manifest_for(model, features), promote=False) as staging:
+        torch.save(model.state_dict(), staging / "model.pt")
+    v2 = registry.get("maintenance", "v2")
+    assert registry.current("maintenance").version == "v1"
+    _, readings = _failing_machine(100)
+    scorer = MaintenanceScorer.from_version(v2, MaintenanceSettings(), explain=False)
+    out = scorer.score_batch(readings)
+    assert scorer.model_version == "v2" and {o.prediction.model_version for o in out} == {"v2"}
+    model_alerts = [o for o in out if o.alert is not None and o.alert.decision_source == "model"]
+    assert model_alerts and all(o.explanation is None and "not computed" in o.alert.explanation for o in model_alerts)
+    # the cooldown's suppressed decisions are flagged
+    suppressed = [o for o in out if o.suppressed]
+    assert suppressed and all(not o.prediction.alert and "suppressed" in o.prediction.reason for o in suppressed)
+    assert not any(o.suppressed for o in out if "suppressed" not in o.prediction.reason)
+    # a version the scorer cannot use raises (load() would fall back to rules)
+    (v2.path / "model.pt").unlink()
+    with pytest.raises(FileNotFoundError):
+        MaintenanceScorer.from_version(v2, MaintenanceSettings())

@@ -21,6 +21,10 @@ from stream_app.registry import ModelRegistry
 from stream_app.training import maintenance as mt
 from stream_app.training.baselines import rolling_features
 from stream_app.training.maintenance import TTF_EXACT, TTF_LOWER, TTF_NONE, TrainConfig, life_labels
+from stream_app.scoring.confidence import Calibration
+from stream_app.scoring.maintenance import MaintenanceScorer
+from stream_app.settings import MaintenanceSettings
+from stream_app.training import evaluate_policy as ep
 from stream_app.training.report import Report, average_precision, roc_auc, threshold_metrics
 
 T0 = datetime(2025, 3, 1, tzinfo=timezone.utc)
@@ -39,6 +43,8 @@ MANIFEST_KEYS = {
     "data_fingerprint",
     "train_config",
     "split",
+    "calibration",
+    "confidence",
 }
 
 
@@ -352,12 +358,129 @@ def test_tiny_training_on_synthetic_fleet_writes_a_loadable_version(tmp_path: Pa
     report = json.loads(version.file("report.json").read_text())
     assert report["metrics"]["model"]["roc_auc"] == pytest.approx(auc, abs=1e-6)
     assert "Test-period metrics" in version.file("report.md").read_text()
+    # calibration and the spread reference, from the validation slice
+    cal = Calibration.from_manifest(man["calibration"])
+    assert cal.method == "platt" and cal.a > 0
+    assert man["confidence"]["spread_reference"] > 0
+    brier_scores = report["calibration"]["brier"]
+    assert brier_scores["validation"]["calibrated"] <= brier_scores["validation"]["raw"]  # fitted there: never worse
+    assert report["calibration"]["fit"]["readings"] == man["split"]["validation_readings"] - _unlabelled_validation(
+        readings, outcomes, man)
+    _check_policy_section(version, report, man)
+
+
+def _unlabelled_validation(readings: list[SensorReading], outcomes: list[MaintenanceOutcome], man: dict) -> int:
+    """Validation readings whose label is unknown at the test cutoff (censored tails)."""
+    cutoff = datetime.fromisoformat(man["split"]["cutoff"]).timestamp()
+    val_cut = datetime.fromisoformat(man["split"]["validation_cutoff"]).timestamp()
+    lives, _ = mt.split_lives(readings, outcomes)
+    n = 0
+    for life in lives:
+        lab = life_labels(life.t, life.end, life.end_t, H, CAP, known_until=cutoff)
+        n += int(((life.t >= val_cut) & (life.t < cutoff) & ~lab.y_mask).sum())
+    return n
+
+
+def _check_policy_section(version: Any, report: dict, man: dict) -> None:
+    """The decision-policy evaluation: present in report.json and report.md, with its figures."""
+    policy = report["policy"]
+    assert policy["model_version"] == version.version
+    assert policy["test_readings"] == man["split"]["test_readings"]
+    assert policy["settings"] == {"alert_probability": 0.5, "min_confidence": 0.85, "alert_cooldown_hours": 6.0}
+    pols = policy["policies"]
+    assert set(pols) == {"product", "model_only", "rules_only", "baseline"}
+    for name, m in pols.items():
+        assert m["failures"] == man["metrics"]["model"]["failures"] > 0
+        assert 0 <= m["failures_caught"] <= m["failures"]
+        assert m["alerts"] == m["true_alerts"] + m["false_alerts"] + m["unverifiable_alerts"]
+        assert m["false_alerts_per_machine_day"] == pytest.approx(m["false_alerts"] / m["machine_days"])
+        assert 0 <= m["decisions_right"] <= 1
+    assert pols["rules_only"]["rule_decided_share"] == 1.0 and pols["model_only"]["rule_decided_share"] == 0.0
+    assert 0 < pols["product"]["rule_decided_share"] < 1  # warm-up readings at least
+    assert pols["product"]["alerts"] == sum(policy["product_alerts_by_source"].values())
+    assert pols["model_only"]["failures_caught"] > 0 and pols["model_only"]["median_lead_hours"] > 0
+    bands = policy["reliability"]
+    assert [b["band"] for b in bands] == ["[0, 0.5)", "[0.5, 0.7)", "[0.7, 0.85)", "[0.85, 0.95)", "[0.95, 1]"]
+    labelled = man["metrics"]["model"]["n"]
+    assert sum(b["readings"] for b in bands) == labelled
+    for b in bands:  # the gate: the model decides exactly the readings at confidence >= 0.85
+        assert b["decided_by_model"] == (b["readings"] if b["low"] >= 0.85 else 0)
+    text = version.file("report.md").read_text()
+    for heading in ("## Decision policy on the test period", "## Confidence reliability (test period)",
+                    "## Calibration", "## Head spread and decision accuracy"):
+        assert heading in text
+    assert "Pending" not in text
+    product = pols["product"]
+    assert f"{product['failures_caught']} / {product['failures']}" in text
+
+
+def test_alert_metrics_and_cooldown_by_hand() -> None:
+    hours = np.arange(0, 100.0, 0.5)
+    t = hours * 3600
+    lab = life_labels(t, "failure", 100.0 * 3600, H, CAP)
+    life = ep.LifeView("m", np.arange(len(t)), t, "failure", 100.0 * 3600, lab.y, lab.y_mask)
+    want = (hours >= 90.0) | ((hours >= 60.0) & (hours < 61.0)) | (hours == 10.0)  # 10 h: before the cutoff
+    alerts = ep.with_cooldown(t, want, 6 * 3600)
+    assert hours[alerts].tolist() == [10.0, 60.0, 90.0, 96.0]
+    ruled = hours < 60.0
+    m = ep.alert_metrics([alerts], [life], 50 * 3600, H, 30.0, rule_decided=[ruled], decisions=[want])
+    assert (m["failures"], m["failures_caught"]) == (1, 1)
+    assert m["median_lead_hours"] == pytest.approx(10.0)
+    assert (m["alerts"], m["true_alerts"], m["false_alerts"]) == (3, 2, 1)  # the 10 h alert is before the cutoff
+    assert m["alert_precision"] == pytest.approx(2 / 3)
+    assert m["machine_days"] == pytest.approx(100 * 0.5 / 24)
+    assert m["false_alerts_per_machine_day"] == pytest.approx(1 / m["machine_days"])
+    assert m["rule_decided_share"] == pytest.approx(20 / 100)
+    # decisions: 48 positives (76 h onwards) of which 20 wanted; 52 negatives of which 2 wanted
+    assert m["decisions_right"] == pytest.approx((20 + 50) / 100)
+    # an alert only 25 h before the failure is neither a catch nor a true alert
+    late = ep.alert_metrics([hours == 75.0], [life], 50 * 3600, H, 30.0)
+    assert late["failures_caught"] == 0 and late["false_alerts"] == 1 and late["median_lead_hours"] is None
+    # a failure 4 h after the cutoff, warned about 10 h before it (before the cutoff): caught,
+    # though the cooldown keeps the test readings silent; the alert itself is not counted
+    early = ep.alert_metrics([ep.with_cooldown(t, hours >= 86.0, 24 * 3600)], [life], 96 * 3600, H, 30.0)
+    assert (early["failures"], early["failures_caught"], early["alerts"]) == (1, 1, 0)
+    assert early["median_lead_hours"] == pytest.approx(14.0)
+    # a failure with no test reading within the horizon before it is not a test-period failure
+    assert ep.alert_metrics([alerts], [life], 100.5 * 3600, H, 30.0)["failures"] == 0
+
+
+def test_policy_stream_resets_machines_on_outcomes(tmp_path: Path) -> None:
+    """Without cycle numbers only the outcomes start a new life: streamed through the scorer in
+    batches, every life's probabilities equal an offline pass from the life's first reading."""
+    readings, outcomes = synthetic_fleet(n_machines=4, lives=3, seed=2)
+    readings = [r.model_copy(update={"cycle": None}) for r in readings]
+    version = mt.train_maintenance(ModelRegistry(tmp_path), readings, outcomes, TrainConfig(**{**TINY, "epochs": 2}))
+    lives, _ = mt.split_lives(readings, outcomes)
+    assert len(lives) == 12
+    features = MaintenanceFeatures.from_dict(version.manifest["features"])
+    model = MaintenanceLSTM(**version.manifest["hyperparameters"])
+    model.load_state_dict(torch.load(version.file("model.pt")))
+    model.eval()
+    cal = Calibration.from_manifest(version.manifest["calibration"])
+    offline = [cal.ensemble(p) for p, _ in mt.predict_sequences(model, [e.x for e in mt.encode_lives(features, readings, lives)])]
+    views = [ep.LifeView(l.machine_id, l.rows, l.t, l.end, l.end_t, np.zeros(len(l)), np.ones(len(l), bool)) for l in lives]
+    scorer = MaintenanceScorer.from_version(version, MaintenanceSettings(), explain=False)
+    got = ep.stream(scorer, readings, outcomes, views, batch_size=7)
+    for p_stream, p_off in zip(got.p, offline):
+        np.testing.assert_allclose(p_stream, p_off, atol=1e-5)
+    # decisions before the cooldown: the model's where it decided; emitted alerts are a subset
+    for p, by_model, want, alert in zip(got.p, got.by_model, got.want, got.alert):
+        np.testing.assert_array_equal(want[by_model], p[by_model] >= 0.5)
+        assert not (alert & ~want).any()
+    assert sum(int(w.sum()) for w in got.want) > sum(int(a.sum()) for a in got.alert) > 0  # the cooldown suppressed some
+    # without the outcomes the state runs on across lives: different probabilities
+    scorer = MaintenanceScorer.from_version(version, MaintenanceSettings(), explain=False)
+    carried = ep.stream(scorer, readings, [], views, batch_size=7)
+    assert max(np.abs(a - b).max() for a, b in zip(carried.p, offline)) > 1e-3
 
 
 def test_training_on_simulated_history_beats_a_coin(tmp_path: Path) -> None:
     readings, outcomes = mt.simulated_history(n_machines=14, seed=3, lives_per_machine=2)
     version = mt.train_maintenance(ModelRegistry(tmp_path), readings, outcomes, TrainConfig(**TINY), promote=False)
     assert ModelRegistry(tmp_path).current("maintenance") is not None  # the only version, though not promoted
+    assert not (tmp_path / "maintenance" / "CURRENT").exists()
+    _check_policy_section(version, json.loads(version.file("report.json").read_text()), version.manifest)
     assert _heldout_auc(version, readings, outcomes) > 0.8
     assert version.manifest["metrics"]["model"]["failures"] > 0
     # standard sensors keep the scorer's physical limits (null in the manifest)
