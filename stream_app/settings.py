@@ -35,6 +35,9 @@ class MaintenanceSettings(BaseModel):
     # An alert needs both: the model must think failure is likely and be sure of it.
     alert_probability: float = Field(0.5, ge=0.0, le=1.0)
     min_confidence: float = Field(0.85, ge=0.0, le=1.0)
+    # Model alerts at or above this (calibrated) probability are critical, the rest warnings.
+    # Model alerts already need p >= ~min_confidence (confidence includes decisiveness).
+    critical_probability: float = Field(0.95, ge=0.0, le=1.0)
     # Consecutive alerts for one machine are suppressed for this many seconds of event time,
     # so a planner sees one alert per developing fault, not one per reading.
     alert_cooldown_s: float = Field(6 * 3600, ge=0.0)

@@ -58,7 +58,6 @@ DEFAULT_WARMUP_STEPS = 12
 # A checkpoint of the LSTM state every HISTORY_WINDOW steps, plus the inputs since: explanations
 # replay between W and 2W readings.
 HISTORY_WINDOW = 32
-CRITICAL_PROBABILITY = 0.8
 _NO_NAMES: list[str] = []
 
 
@@ -561,7 +560,7 @@ class MaintenanceScorer:
         if by_model:
             explanation = b.explanations.get(i)
             p = score = c.p[i]
-            conf, severity = c.conf[i], "critical" if p >= CRITICAL_PROBABILITY else "warning"
+            conf, severity = c.conf[i], "critical" if p >= self.settings.critical_probability else "warning"
             if explanation is None:  # explain=False (offline evaluation)
                 return Alert(
                     alert_id=deterministic_id("maintenance-alert", r.machine_id, r.event_id, self.model_version),

@@ -347,7 +347,7 @@ def test_model_alert_carries_an_explanation(registry):
     assert a.alert_id == deterministic_id("maintenance-alert", "F1", first.prediction.event_id, "v1") == e.alert_id
     assert a.kind == "maintenance.failure_risk" and a.decision_source == "model" and a.model_version == "v1"
     assert a.score == first.prediction.failure_probability
-    assert a.severity == ("critical" if a.score >= 0.8 else "warning")
+    assert a.severity == ("critical" if a.score >= MaintenanceSettings().critical_probability else "warning")
     assert e.features[0].name == "vibration_hf"
     assert e.counterfactuals[0].score_alternative < e.counterfactuals[0].score_actual
     assert a.explanation == e.summary and a.explanation.startswith("Failure within 24 h likely")
