@@ -1,24 +1,23 @@
 """Predictive maintenance: `sensor-readings` -> `maintenance-predictions`, `alerts`,
-`explanations`, and `dead-letters` for bad input.
+`explanations`, and `dead-letters` for bad input; `maintenance-outcomes` (failures, repairs)
+start a machine's new life.
 
-The agent only decodes, batches, calls the scorer off the event loop and publishes; the model
-and its state live in `stream_app.scoring.maintenance`.
+The agent only wires the generic pipeline (agents/pipeline.py) to the maintenance scorer; the
+model and its per-machine state live in `stream_app.scoring.maintenance`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 from agents.intake import RawMessage, decode_batch, limits_from_settings
+from agents.pipeline import Output, StreamPipeline
 from agents.publish import Outbox
 from schemas import MaintenanceOutcome, SensorReading
 from stream_app import metrics
-from stream_app.decoding import DecodeFailure
-from stream_app.deadletter import build_dead_letter
 from stream_app.registry import ModelRegistry
 from stream_app.scoring.maintenance import MaintenanceScorer, ScoredReading
 from stream_app.settings import Settings
@@ -26,81 +25,6 @@ from stream_app.settings import Settings
 log = logging.getLogger(__name__)
 
 STREAM = "maintenance"
-SCORING_FAILED = "scoring_failed"
-
-
-class MaintenancePipeline:
-    """One micro-batch at a time: decode, score in the inference thread, publish, wait for the
-    broker's acknowledgements. Holds no Kafka client of its own (the outbox is injected)."""
-
-    def __init__(self, settings: Settings, scorer: MaintenanceScorer, outbox: Outbox, executor: ThreadPoolExecutor) -> None:
-        self.topics = settings.topics
-        self.limits = limits_from_settings(settings)
-        self.scorer = scorer
-        self.outbox = outbox
-        self.executor = executor
-        metrics.MODEL_INFO.labels(STREAM, "maintenance", scorer.model_version or "none").set(1)
-
-    async def process(self, messages: Sequence[RawMessage]) -> None:
-        metrics.MESSAGES.labels(STREAM).inc(len(messages))
-        intake = decode_batch(messages, SensorReading, self.limits)
-        for letter in intake.dead_letters:
-            await self.outbox.send(self.topics.dead_letters, letter.key, letter)
-            metrics.DEAD_LETTERS.labels(STREAM, letter.error_code).inc()
-        if intake.dead_letters:
-            metrics.EVENTS.labels(STREAM, "dead_letter").inc(len(intake.dead_letters))
-
-        if intake.events:
-            results = await self._score(intake.events, intake.origin)
-            for result in results:
-                await self._publish(result)
-            metrics.EVENTS.labels(STREAM, "scored").inc(len(results))
-
-        await self.outbox.flush()
-        now = time.time()
-        for message in messages:
-            if message.timestamp:
-                metrics.LATENCY_SECONDS.labels(STREAM).observe(max(0.0, now - message.timestamp))
-
-    async def _score(self, readings: list[SensorReading], origin: list[RawMessage]) -> list[ScoredReading]:
-        loop = asyncio.get_running_loop()
-        started = time.perf_counter()
-        try:
-            results = await loop.run_in_executor(self.executor, self.scorer.score_batch, readings)
-        except Exception as exc:  # a scorer bug must not kill the agent or lose the input
-            log.exception("maintenance scoring failed for a batch of %d readings", len(readings))
-            await self._dead_letter_unscored(readings, origin, exc)
-            return []
-        metrics.INFERENCE_SECONDS.labels(STREAM).observe(time.perf_counter() - started)
-        metrics.BATCH_SIZE.labels(STREAM).observe(len(readings))
-        return results
-
-    async def _dead_letter_unscored(self, readings: list[SensorReading], origin: list[RawMessage], exc: Exception) -> None:
-        seen: set[tuple[Optional[int], Optional[int]]] = set()
-        for message in origin:
-            if (message.partition, message.offset) in seen:
-                continue
-            seen.add((message.partition, message.offset))
-            failure = DecodeFailure(SCORING_FAILED, f"scoring raised {type(exc).__name__}: {exc}")
-            letter = build_dead_letter(
-                failure, topic=message.topic, partition=message.partition, offset=message.offset,
-                key=message.key, raw=message.value,
-            )
-            await self.outbox.send(self.topics.dead_letters, letter.key, letter)
-            metrics.DEAD_LETTERS.labels(STREAM, SCORING_FAILED).inc()
-        metrics.EVENTS.labels(STREAM, "dead_letter").inc(len(readings))
-
-    async def _publish(self, result: ScoredReading) -> None:
-        prediction = result.prediction
-        await self.outbox.send(self.topics.maintenance_predictions, prediction.machine_id, prediction)
-        metrics.DECISIONS.labels(STREAM, prediction.decision_source).inc()
-        metrics.CONFIDENCE.labels(STREAM).observe(prediction.confidence)
-        if result.alert is not None:
-            alert = result.alert
-            await self.outbox.send(self.topics.alerts, alert.entity_id, alert)
-            metrics.ALERTS.labels(alert.kind, alert.severity, alert.decision_source).inc()
-        if result.explanation is not None:
-            await self.outbox.send(self.topics.explanations, result.explanation.alert_id, result.explanation)
 
 
 class ScorerHandle:
@@ -120,8 +44,29 @@ class ScorerHandle:
             loop = asyncio.get_running_loop()
             self._scorer = loop.run_in_executor(self.executor, MaintenanceScorer.load, self.registry, self.settings.maintenance)
             scorer = await self._scorer
+            metrics.MODEL_INFO.labels(STREAM, "maintenance", scorer.model_version or "none").set(1)
             log.info("maintenance scorer ready: model version %s", scorer.model_version or "none (rules only)")
         return await self._scorer
+
+
+def outputs(settings: Settings) -> Any:
+    topics = settings.topics
+
+    def publish(result: ScoredReading) -> Iterator[Output]:
+        prediction = result.prediction
+        metrics.DECISIONS.labels(STREAM, prediction.decision_source).inc()
+        metrics.CONFIDENCE.labels(STREAM).observe(prediction.confidence)
+        yield Output(topics.maintenance_predictions, prediction.machine_id, prediction)
+        if result.alert is not None:
+            yield Output(topics.alerts, result.alert.entity_id, result.alert)
+        if result.explanation is not None:
+            yield Output(topics.explanations, result.explanation.alert_id, result.explanation)
+
+    return publish
+
+
+def pipeline(settings: Settings, scorer: MaintenanceScorer, outbox: Outbox, executor: Any) -> StreamPipeline[SensorReading, ScoredReading]:
+    return StreamPipeline(STREAM, SensorReading, settings, scorer.score_batch, outputs(settings), outbox, executor)
 
 
 async def apply_outcomes(handle: ScorerHandle, outbox: Outbox, messages: Sequence[RawMessage]) -> int:
@@ -151,9 +96,9 @@ def register(app: Any, settings: Settings, registry: ModelRegistry) -> ScorerHan
     # concurrency=1: more would commit offsets past unprocessed messages (faust-streaming #606).
     @app.agent(readings, name="maintenance-scorer", concurrency=1)
     async def score_sensor_readings(stream: Any) -> None:
-        pipeline = MaintenancePipeline(settings, await handle.get(), Outbox(app.producer), handle.executor)
+        run = pipeline(settings, await handle.get(), Outbox(app.producer), handle.executor)
         async for events in stream.take_events(conf.batch_max, within=conf.batch_within_s):
-            await pipeline.process([RawMessage.from_faust(e) for e in events])
+            await run.process([RawMessage.from_faust(e) for e in events])
 
     @app.agent(outcomes, name="maintenance-outcomes", concurrency=1)
     async def reset_on_outcomes(stream: Any) -> None:

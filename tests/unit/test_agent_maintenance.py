@@ -10,7 +10,7 @@ from typing import Any, Optional
 import pytest
 
 from agents.intake import RawMessage
-from agents.maintenance import MaintenancePipeline
+from agents.maintenance import pipeline
 from agents.publish import Outbox
 from stream_app.registry import ModelRegistry
 from stream_app.scoring.maintenance import MaintenanceScorer
@@ -45,8 +45,7 @@ def _reading(i: int, machine: str = "m1", **sensors: float) -> bytes:
 def _run(scorer: Any, messages: list[RawMessage]) -> RecordingProducer:
     producer = RecordingProducer()
     with ThreadPoolExecutor(1) as executor:
-        pipeline = MaintenancePipeline(Settings(), scorer, Outbox(producer), executor)
-        asyncio.run(pipeline.process(messages))
+        asyncio.run(pipeline(Settings(), scorer, Outbox(producer), executor).process(messages))
     return producer
 
 

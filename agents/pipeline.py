@@ -1,0 +1,109 @@
+"""The one micro-batch path every stream's agent runs: decode -> dead-letter the bad ->
+score the good in the stream's inference thread -> publish -> wait for the broker's acks.
+
+A stream supplies its input model, a `score` function (list of events -> list of results, run
+in the inference thread) and an `outputs` function (result -> messages to publish). The agent's
+batch offsets are acknowledged by Faust only after `process` returns, i.e. after every output
+of the batch was acknowledged: at-least-once, never at-most-once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Callable, Generic, Iterable, Optional, Sequence, TypeVar
+
+from agents.intake import RawMessage, decode_batch, limits_from_settings
+from agents.publish import Outbox
+from schemas import Alert, OutputMessage
+from schemas.common import InputEvent
+from stream_app import metrics
+from stream_app.deadletter import build_dead_letter
+from stream_app.decoding import DecodeFailure
+from stream_app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+E = TypeVar("E", bound=InputEvent)
+R = TypeVar("R")
+SCORING_FAILED = "scoring_failed"
+
+
+@dataclass(frozen=True)
+class Output:
+    topic: str
+    key: Optional[str]
+    message: OutputMessage
+
+
+class StreamPipeline(Generic[E, R]):
+    def __init__(
+        self,
+        stream: str,
+        event_model: type[E],
+        settings: Settings,
+        score: Callable[[list[E]], list[R]],
+        outputs: Callable[[R], Iterable[Output]],
+        outbox: Outbox,
+        executor: Executor,
+    ) -> None:
+        self.stream = stream
+        self.event_model = event_model
+        self.dead_letters_topic = settings.topics.dead_letters
+        self.limits = limits_from_settings(settings)
+        self.score = score
+        self.outputs = outputs
+        self.outbox = outbox
+        self.executor = executor
+
+    async def process(self, messages: Sequence[RawMessage]) -> None:
+        metrics.MESSAGES.labels(self.stream).inc(len(messages))
+        intake = decode_batch(messages, self.event_model, self.limits)
+        for letter in intake.dead_letters:
+            await self.outbox.send(self.dead_letters_topic, letter.key, letter)
+            metrics.DEAD_LETTERS.labels(self.stream, letter.error_code).inc()
+        if intake.dead_letters:
+            metrics.EVENTS.labels(self.stream, "dead_letter").inc(len(intake.dead_letters))
+
+        if intake.events:
+            for result in await self._score(intake.events, intake.origin):
+                for out in self.outputs(result):
+                    await self.outbox.send(out.topic, out.key, out.message)
+                    if isinstance(out.message, Alert):
+                        alert = out.message
+                        metrics.ALERTS.labels(alert.kind, alert.severity, alert.decision_source).inc()
+
+        await self.outbox.flush()
+        now = time.time()
+        for message in messages:
+            if message.timestamp:
+                metrics.LATENCY_SECONDS.labels(self.stream).observe(max(0.0, now - message.timestamp))
+
+    async def _score(self, events: list[E], origin: list[RawMessage]) -> list[R]:
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        try:
+            results = await loop.run_in_executor(self.executor, self.score, events)
+        except Exception as exc:  # a scorer bug must not kill the agent or lose the input
+            log.exception("%s scoring failed for a batch of %d events", self.stream, len(events))
+            await self._dead_letter_unscored(origin, exc)
+            metrics.EVENTS.labels(self.stream, "dead_letter").inc(len(events))
+            return []
+        metrics.INFERENCE_SECONDS.labels(self.stream).observe(time.perf_counter() - started)
+        metrics.BATCH_SIZE.labels(self.stream).observe(len(events))
+        metrics.EVENTS.labels(self.stream, "scored").inc(len(results))
+        return results
+
+    async def _dead_letter_unscored(self, origin: list[RawMessage], exc: Exception) -> None:
+        """One dead letter per source message (a gateway message once), so it can be replayed."""
+        failure = DecodeFailure(SCORING_FAILED, f"scoring raised {type(exc).__name__}: {exc}")
+        for message in {(m.partition, m.offset): m for m in origin}.values():
+            letter = build_dead_letter(
+                failure, topic=message.topic, partition=message.partition, offset=message.offset,
+                key=message.key, raw=message.value,
+            )
+            await self.outbox.send(self.dead_letters_topic, letter.key, letter)
+            metrics.DEAD_LETTERS.labels(self.stream, SCORING_FAILED).inc()
