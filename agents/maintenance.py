@@ -13,6 +13,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterator, Optional, Sequence
 
+from agents.drift import DriftTracker
 from agents.intake import RawMessage, decode_batch, limits_from_settings
 from agents.pipeline import Output, StreamPipeline
 from agents.publish import Outbox
@@ -65,13 +66,44 @@ def outputs(settings: Settings) -> Any:
     return publish
 
 
-def pipeline(settings: Settings, scorer: MaintenanceScorer, outbox: Outbox, executor: Any) -> StreamPipeline[SensorReading, ScoredReading]:
-    return StreamPipeline(STREAM, SensorReading, settings, scorer.score_batch, outputs(settings), outbox, executor)
+def drift_values(readings: Sequence[SensorReading], results: Sequence[ScoredReading]) -> dict[str, list[float]]:
+    """What drift is watched on: every sensor's raw values, the failure probability and the
+    confidence (the last two also by the distribution test)."""
+    values: dict[str, list[float]] = {}
+    for reading in readings:
+        for name, value in reading.sensors.items():
+            if value is not None:
+                values.setdefault(name, []).append(value)
+    values["failure_probability"] = [r.prediction.failure_probability for r in results]
+    values["confidence"] = [r.prediction.confidence for r in results]
+    return values
+
+
+def pipeline(
+    settings: Settings, scorer: MaintenanceScorer, outbox: Outbox, executor: Any, table: Optional[Any] = None
+) -> StreamPipeline[SensorReading, ScoredReading]:
+    drift = None
+    if settings.drift.enabled:
+        drift = DriftTracker(STREAM, settings.drift, drift_values, ("failure_probability", "confidence"), table)
+    return StreamPipeline(STREAM, SensorReading, settings, scorer.score_batch, outputs(settings), outbox, executor, drift)
+
+
+def _apply_outcome(scorer: MaintenanceScorer, outcome: MaintenanceOutcome) -> bool:
+    """In the inference thread: join a failure to the machine's last alert (live accuracy),
+    then start the machine's new life."""
+    if outcome.outcome == "failure":
+        lead = scorer.alert_lead_hours(outcome.machine_id, outcome.ts)
+        alerted = lead is not None and 0.0 <= lead <= scorer.horizon_hours
+        metrics.OUTCOMES.labels(STREAM, "alerted" if alerted else "missed").inc()
+        if alerted:
+            metrics.ALERT_LEAD_HOURS.labels(STREAM).observe(lead)
+    return scorer.reset_machine(outcome.machine_id, outcome.ts)
 
 
 async def apply_outcomes(handle: ScorerHandle, outbox: Outbox, messages: Sequence[RawMessage]) -> int:
-    """Failures and repairs start a machine's new life (as in training). Bad outcome messages
-    are dead-lettered like any bad input. Returns the number of machines reset."""
+    """Failures and repairs start a machine's new life (as in training) and are joined back to
+    the alerts before them. Bad outcome messages are dead-lettered like any bad input. Returns
+    the number of machines reset."""
     intake = decode_batch(messages, MaintenanceOutcome, limits_from_settings(handle.settings))
     for letter in intake.dead_letters:
         await outbox.send(handle.settings.topics.dead_letters, letter.key, letter)
@@ -80,23 +112,27 @@ async def apply_outcomes(handle: ScorerHandle, outbox: Outbox, messages: Sequenc
     loop = asyncio.get_running_loop()
     reset = 0
     for outcome in intake.events:
-        reset += await loop.run_in_executor(handle.executor, scorer.reset_machine, outcome.machine_id, outcome.ts)
+        reset += await loop.run_in_executor(handle.executor, _apply_outcome, scorer, outcome)
     await outbox.flush()
     return reset
 
 
-def register(app: Any, settings: Settings, registry: ModelRegistry) -> ScorerHandle:
+def register(app: Any, settings: Settings, registry: ModelRegistry, drift_state: Optional[Any] = None) -> ScorerHandle:
     """Declare the maintenance agents on `app`."""
     topics = settings.topics
     readings = app.topic(topics.sensor_readings, key_serializer="raw", value_serializer="raw")
     outcomes = app.topic(topics.maintenance_outcomes, key_serializer="raw", value_serializer="raw")
     handle = ScorerHandle(registry, settings)
     conf = settings.maintenance
+    # Series exist from the start (at zero), so dashboards show 0 rather than "no data".
+    for result in ("alerted", "missed"):
+        metrics.OUTCOMES.labels(STREAM, result)
+    metrics.ALERT_LEAD_HOURS.labels(STREAM)
 
     # concurrency=1: more would commit offsets past unprocessed messages (faust-streaming #606).
     @app.agent(readings, name="maintenance-scorer", concurrency=1)
     async def score_sensor_readings(stream: Any) -> None:
-        run = pipeline(settings, await handle.get(), Outbox(app.producer), handle.executor)
+        run = pipeline(settings, await handle.get(), Outbox(app.producer), handle.executor, drift_state)
         async for events in stream.take_events(conf.batch_max, within=conf.batch_within_s):
             await run.process([RawMessage.from_faust(e) for e in events])
 

@@ -16,9 +16,10 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Callable, Generic, Iterable, Optional, Sequence, TypeVar
 
+from agents.drift import DriftTracker
 from agents.intake import RawMessage, decode_batch, limits_from_settings
 from agents.publish import Outbox
-from schemas import Alert, OutputMessage
+from schemas import Alert, DriftEvent, OutputMessage
 from schemas.common import InputEvent
 from stream_app import metrics
 from stream_app.deadletter import build_dead_letter
@@ -49,10 +50,13 @@ class StreamPipeline(Generic[E, R]):
         outputs: Callable[[R], Iterable[Output]],
         outbox: Outbox,
         executor: Executor,
+        drift: Optional[DriftTracker[E, R]] = None,
     ) -> None:
         self.stream = stream
         self.event_model = event_model
         self.dead_letters_topic = settings.topics.dead_letters
+        self.drift_topic = settings.topics.drift_events
+        self.drift = drift
         self.limits = limits_from_settings(settings)
         self.score = score
         self.outputs = outputs
@@ -69,7 +73,12 @@ class StreamPipeline(Generic[E, R]):
             metrics.EVENTS.labels(self.stream, "dead_letter").inc(len(intake.dead_letters))
 
         if intake.events:
-            for result in await self._score(intake.events, intake.origin):
+            if self.drift is not None:
+                self.drift.ensure({m.partition for m in intake.origin})
+            results, drifts = await self._score(intake.events, intake.origin)
+            for drift in drifts:
+                await self.outbox.send(self.drift_topic, f"{drift.stream}:{drift.feature}", drift)
+            for result in results:
                 for out in self.outputs(result):
                     await self.outbox.send(out.topic, out.key, out.message)
                     if isinstance(out.message, Alert):
@@ -77,25 +86,39 @@ class StreamPipeline(Generic[E, R]):
                         metrics.ALERTS.labels(alert.kind, alert.severity, alert.decision_source).inc()
 
         await self.outbox.flush()
+        if self.drift is not None and self.drift.snapshot_due():
+            loop = asyncio.get_running_loop()
+            self.drift.store(await loop.run_in_executor(self.executor, self.drift.snapshots))
         now = time.time()
         for message in messages:
             if message.timestamp:
                 metrics.LATENCY_SECONDS.labels(self.stream).observe(max(0.0, now - message.timestamp))
 
-    async def _score(self, events: list[E], origin: list[RawMessage]) -> list[R]:
-        loop = asyncio.get_running_loop()
+    def _score_and_observe(self, events: list[E], origin: list[RawMessage]) -> tuple[list[R], list[DriftEvent]]:
+        """In the inference thread: score, then feed the drift detectors (never failing the batch)."""
         started = time.perf_counter()
+        results = self.score(events)
+        metrics.INFERENCE_SECONDS.labels(self.stream).observe(time.perf_counter() - started)
+        drifts: list[DriftEvent] = []
+        if self.drift is not None:
+            try:
+                drifts = self.drift.observe(events, results, origin)
+            except Exception:
+                log.exception("%s drift monitoring failed for a batch; predictions unaffected", self.stream)
+        return results, drifts
+
+    async def _score(self, events: list[E], origin: list[RawMessage]) -> tuple[list[R], list[DriftEvent]]:
+        loop = asyncio.get_running_loop()
         try:
-            results = await loop.run_in_executor(self.executor, self.score, events)
+            results, drifts = await loop.run_in_executor(self.executor, self._score_and_observe, events, origin)
         except Exception as exc:  # a scorer bug must not kill the agent or lose the input
             log.exception("%s scoring failed for a batch of %d events", self.stream, len(events))
             await self._dead_letter_unscored(origin, exc)
             metrics.EVENTS.labels(self.stream, "dead_letter").inc(len(events))
-            return []
-        metrics.INFERENCE_SECONDS.labels(self.stream).observe(time.perf_counter() - started)
+            return [], []
         metrics.BATCH_SIZE.labels(self.stream).observe(len(events))
         metrics.EVENTS.labels(self.stream, "scored").inc(len(results))
-        return results
+        return results, drifts
 
     async def _dead_letter_unscored(self, origin: list[RawMessage], exc: Exception) -> None:
         """One dead letter per source message (a gateway message once), so it can be replayed."""

@@ -7,6 +7,7 @@ from schemas.outputs import (
     Contribution,
     Counterfactual,
     DeadLetter,
+    DriftEvent,
     Explanation,
     MaintenancePrediction,
     RuleCheck,
@@ -30,6 +31,7 @@ MESSAGES = {
     "alert": Alert,
     "explanation": Explanation,
     "dead-letter": DeadLetter,
+    "drift-event": DriftEvent,
 }
 
 __all__ = [
@@ -39,6 +41,7 @@ __all__ = [
     "Contribution",
     "Counterfactual",
     "DeadLetter",
+    "DriftEvent",
     "Explanation",
     "InputEvent",
     "MaintenanceOutcome",

@@ -133,3 +133,23 @@ class DeadLetter(OutputMessage):
     error_message: str
     errors: list[dict[str, Any]] = Field(default_factory=list)
     failed_at: datetime
+
+
+class DriftEvent(OutputMessage):
+    """A detected change in the distribution of one monitored value of one stream partition."""
+
+    drift_id: str
+    stream: str
+    partition: Optional[int]
+    feature: str
+    detector: str
+    detected_at: datetime
+    event_ts: Optional[datetime]
+    values_seen: int
+    mean_before: float
+    mean_after: float
+    reference_mean: float
+    reference_std: float
+    # (mean after - reference mean) in reference standard deviations.
+    effect: float
+    sensitivity: dict[str, float]

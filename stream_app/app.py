@@ -5,6 +5,8 @@ from __future__ import annotations
 import faust
 
 from agents import maintenance
+from agents.drift import drift_table
+from stream_app import metrics
 from stream_app.registry import ModelRegistry
 from stream_app.settings import Settings
 
@@ -31,5 +33,17 @@ def create_app(settings: Settings) -> faust.App:
         logging_config=None,
     )
     registry = ModelRegistry(settings.model_dir)
-    maintenance.register(app, settings, registry)
+    drift_state = drift_table(app, settings.topic_partitions)
+    maintenance.register(app, settings, registry, drift_state)
+
+    @app.timer(interval=5.0)
+    async def export_consumer_lag() -> None:
+        # On the embedded broker high-water marks are off after multi-record batches (see README).
+        consumer = app.consumer
+        for tp in consumer.assignment():
+            position = await consumer.position(tp)
+            highwater = consumer.highwater(tp)
+            if position is not None and highwater is not None:
+                metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - position))
+
     return app

@@ -32,6 +32,16 @@ CONFIDENCE = Histogram(
     f"{PREFIX}_prediction_confidence", "Confidence of predictions", ["stream"],
     buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.99, 1.0),
 )
+DRIFT_EVENTS = Counter(f"{PREFIX}_drift_events_total", "Drifts detected by stream, feature and detector", ["stream", "feature", "detector"])
+DRIFT_LAST = Gauge(f"{PREFIX}_drift_last_detected_timestamp_seconds", "When a drift was last detected", ["stream", "feature"])
+DRIFT_WINDOW_MEAN = Gauge(f"{PREFIX}_drift_window_mean", "Recent mean of a monitored value (ADWIN window, mean over partitions)", ["stream", "feature"])
+# Live accuracy: a failure is "alerted" when an alert came within the model's horizon before it.
+OUTCOMES = Counter(f"{PREFIX}_outcomes_total", "Ground-truth outcomes joined to earlier alerts", ["stream", "result"])
+ALERT_LEAD_HOURS = Histogram(
+    f"{PREFIX}_alert_lead_hours", "Hours from the last alert to the failure it announced", ["stream"],
+    buckets=(0.5, 1, 2, 4, 8, 12, 24, 48, 96),
+)
+CONSUMER_LAG = Gauge(f"{PREFIX}_consumer_lag", "Messages behind the partition's high-water mark", ["topic", "partition"])
 MODEL_INFO = Gauge(f"{PREFIX}_model_info", "1 for the model version a stream serves", ["stream", "model", "version"])
 
 

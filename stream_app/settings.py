@@ -46,6 +46,24 @@ class MaintenanceSettings(BaseModel):
     batch_within_s: float = Field(0.05, gt=0.0)
 
 
+class DriftSettings(BaseModel):
+    enabled: bool = True
+    # ADWIN sensitivity (lower: fewer, surer detections) and the sampled KSWIN on model outputs.
+    adwin_delta: float = Field(0.002, gt=0.0, lt=1.0)
+    kswin_alpha: float = Field(1e-4, gt=0.0, lt=1.0)
+    kswin_every: int = Field(20, ge=1)
+    # A change is reported when the recent mean is this many reference deviations away from
+    # the reference (the first `reference_size` values of each partition, or those after the
+    # last reported drift).
+    min_effect: float = Field(1.0, ge=0.0)
+    reference_size: int = Field(2000, ge=10)
+    # Values expected to wander are left unmonitored: ambient temperature follows the weather
+    # (on the simulated fleet it alone gave ~20 reports a simulated month).
+    ignore_features: list[str] = Field(default_factory=lambda: ["ambient_temp"])
+    # Detector state is snapshot to a Faust table this often, to survive restarts.
+    snapshot_interval_s: float = Field(30.0, gt=0.0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_file=os.environ.get("STREAM_APP_SETTINGS_FILE"),
@@ -76,6 +94,7 @@ class Settings(BaseSettings):
 
     topics: Topics = Topics()
     maintenance: MaintenanceSettings = MaintenanceSettings()
+    drift: DriftSettings = DriftSettings()
 
     @property
     def bootstrap_servers(self) -> str:

@@ -390,6 +390,19 @@ class MaintenanceScorer:
     def machines(self) -> int:
         return len(self._state.slots)
 
+    def alert_lead_hours(self, machine_id: str, at: datetime) -> Optional[float]:
+        """Hours from the machine's last alert in this life to `at` (a failure's time), or None
+        when it had no alert: the live-accuracy join of outcomes back to alerts."""
+        with self._lock:
+            slot = self._state.slots.get(machine_id)
+            if slot is None or not np.isfinite(self._state.last_alert_ts[slot]):
+                return None
+            return (at.timestamp() - float(self._state.last_alert_ts[slot])) / 3600.0
+
+    @property
+    def horizon_hours(self) -> float:
+        return self._model.horizon_hours if self._model else 24.0
+
     def reset_machine(self, machine_id: str, as_of: Optional[datetime] = None) -> bool:
         """Start a machine's new life (call on a failure or repair outcome; training starts one
         there too): LSTM state, last values, warm-up, history and cooldown. With `as_of` (the

@@ -1,0 +1,201 @@
+"""Online drift statistics for one stream partition: River ADWIN on every monitored value (model
+inputs, predictions, confidence) and a sampled KSWIN on the model outputs, where the shape of
+the distribution matters and a mean test would miss it (KSWIN costs ~0.4 ms an update, so it
+sees one value in `kswin_every`).
+
+A detection is reported only when the change is large enough to matter to an operator: at
+least `min_effect` reference standard deviations, the reference being the first
+`reference_size` values the monitor saw. Fleet-level sensor means wander with operating modes,
+weather and machines ageing; ADWIN alone would flag those.
+
+Pure computation: no Kafka, no Faust. Agents call `observe` in the inference thread, publish what
+it returns and snapshot the monitor (`dumps`/`loads`) into a Faust table.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+import statistics
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Iterable, Mapping, Optional
+
+from river import drift as river_drift
+
+from schemas import DriftEvent, deterministic_id
+
+# Features beyond this many per monitor are ignored: gateways may send arbitrary sensor names,
+# and memory per partition must stay bounded.
+MAX_FEATURES = 64
+
+
+@dataclass(frozen=True)
+class DriftConfig:
+    adwin_delta: float = 0.002
+    kswin_alpha: float = 1e-4
+    kswin_every: int = 20
+    min_effect: float = 1.0
+    reference_size: int = 2000
+
+    def __post_init__(self) -> None:
+        if not 0 < self.adwin_delta < 1 or not 0 < self.kswin_alpha < 1:
+            raise ValueError("adwin_delta and kswin_alpha must be in (0, 1)")
+        if self.kswin_every < 1 or self.reference_size < 10 or self.min_effect < 0:
+            raise ValueError("kswin_every >= 1, reference_size >= 10 and min_effect >= 0 are required")
+
+
+@dataclass
+class _Reference:
+    """Welford mean/variance of the first values seen: the scale that effects are measured in."""
+
+    n: int = 0
+    mean: float = 0.0
+    m2: float = 0.0
+
+    def add(self, x: float) -> None:
+        self.n += 1
+        delta = x - self.mean
+        self.mean += delta / self.n
+        self.m2 += delta * (x - self.mean)
+
+    @property
+    def std(self) -> float:
+        return math.sqrt(self.m2 / (self.n - 1)) if self.n > 1 else 0.0
+
+
+# After ADWIN cuts its window, the recent part is judged once it holds this many values: at the
+# cut itself it still mixes values from before the change (ADWIN cuts at bucket boundaries).
+CONFIRM_VALUES = 100
+# KSWIN compares its newest STAT_SIZE sampled values with the rest of its window.
+KSWIN_WINDOW, KSWIN_STAT = 200, 50
+
+
+@dataclass
+class FeatureDrift:
+    config: DriftConfig
+    use_kswin: bool
+    reference: _Reference = field(default_factory=_Reference)
+    seen: int = 0
+    # Mean of the part ADWIN discarded at its last cut, while the change awaits confirmation.
+    pending_before: Optional[float] = None
+
+    def __post_init__(self) -> None:
+        self.adwin = river_drift.ADWIN(delta=self.config.adwin_delta)
+        self.kswin = (
+            river_drift.KSWIN(alpha=self.config.kswin_alpha, window_size=KSWIN_WINDOW, stat_size=KSWIN_STAT, seed=7)
+            if self.use_kswin else None
+        )
+
+    def update(self, x: float) -> list[tuple[str, float, float, int, _Reference]]:
+        """Returns (detector, mean before, mean after, values seen, reference) per detection.
+        A reported drift is the new normal: the reference starts again from the next values,
+        so one lasting change is reported once, and a further change again."""
+        self.seen += 1
+        if self.reference.n < self.config.reference_size:
+            self.reference.add(x)
+        found = self._adwin(x) + self._kswin(x)
+        if found:
+            self.reference = _Reference()
+        return found
+
+    def _adwin(self, x: float) -> list[tuple[str, float, float, int, _Reference]]:
+        width, total = self.adwin.width, self.adwin.estimation * self.adwin.width + x
+        self.adwin.update(x)
+        if self.adwin.drift_detected:
+            kept = self.adwin.width
+            self.pending_before = (total - self.adwin.estimation * kept) / max(width + 1 - kept, 1)
+        if self.pending_before is None or self.adwin.width < CONFIRM_VALUES:
+            return []
+        before, after = self.pending_before, self.adwin.estimation
+        self.pending_before = None
+        return [("adwin", before, after, self.seen, self.reference)] if self._effect(after) >= self.config.min_effect else []
+
+    def _kswin(self, x: float) -> list[tuple[str, float, float, int, _Reference]]:
+        if self.kswin is None or self.seen % self.config.kswin_every:
+            return []
+        # KSWIN keeps only its newest values after a detection: take the window it tested first.
+        window = [*self.kswin.window, x][-KSWIN_WINDOW:]
+        self.kswin.update(x)
+        if not self.kswin.drift_detected or len(window) < KSWIN_WINDOW:
+            return []
+        old, new = window[:-KSWIN_STAT], window[-KSWIN_STAT:]
+        before, after = sum(old) / len(old), sum(new) / len(new)
+        # A distribution test also sees changes of spread at the same mean.
+        spread = statistics.pstdev(new)
+        ref_std = self.reference.std or 1e-9
+        effect = max(self._effect(after), abs(math.log(max(spread, 1e-12) / ref_std)))
+        return [("kswin", before, after, self.seen, self.reference)] if effect >= self.config.min_effect else []
+
+    def _effect(self, recent_mean: float) -> float:
+        """How many reference deviations the recent mean stands from the reference: periodic
+        swings (day and night, shifts) that stay inside the reference's spread are not drift."""
+        if self.reference.n < self.config.reference_size:
+            return 0.0  # no scale yet: the first values are the reference, not a change
+        return abs(recent_mean - self.reference.mean) / (self.reference.std or 1e-9)
+
+    @property
+    def window_mean(self) -> float:
+        return self.adwin.estimation
+
+
+class DriftMonitor:
+    """All drift detectors of one stream partition."""
+
+    def __init__(self, stream: str, partition: Optional[int], config: DriftConfig, kswin_features: Iterable[str] = ()) -> None:
+        self.stream = stream
+        self.partition = partition
+        self.config = config
+        self.kswin_features = frozenset(kswin_features)
+        self.features: dict[str, FeatureDrift] = {}
+        self.detections = 0
+
+    def observe(self, values: Mapping[str, Iterable[float]], event_ts: Optional[datetime] = None) -> list[DriftEvent]:
+        """Feed each feature's new values (NaN and None skipped); return the drifts detected."""
+        events = []
+        for name, xs in values.items():
+            detector = self.features.get(name)
+            if detector is None:
+                if len(self.features) >= MAX_FEATURES:
+                    continue
+                detector = self.features[name] = FeatureDrift(self.config, use_kswin=name in self.kswin_features)
+            for x in xs:
+                if x is None or not math.isfinite(x):
+                    continue
+                for kind, before, after, seen, reference in detector.update(float(x)):
+                    self.detections += 1
+                    events.append(self._event(name, kind, before, after, seen, reference, event_ts))
+        return events
+
+    def _event(self, feature: str, detector: str, before: float, after: float, seen: int,
+               reference: _Reference, event_ts: Optional[datetime]) -> DriftEvent:
+        return DriftEvent(
+            drift_id=deterministic_id("drift", self.stream, self.partition, feature, detector, seen),
+            stream=self.stream,
+            partition=self.partition,
+            feature=feature,
+            detector=detector,
+            detected_at=datetime.now(timezone.utc),
+            event_ts=event_ts,
+            values_seen=seen,
+            mean_before=before,
+            mean_after=after,
+            reference_mean=reference.mean,
+            reference_std=reference.std,
+            effect=(after - reference.mean) / (reference.std or 1e-9),
+            sensitivity={"adwin_delta": self.config.adwin_delta, "kswin_alpha": self.config.kswin_alpha,
+                         "min_effect": self.config.min_effect},
+        )
+
+    def window_means(self) -> dict[str, float]:
+        return {name: f.window_mean for name, f in self.features.items()}
+
+    def dumps(self) -> bytes:
+        return pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
+
+    @staticmethod
+    def loads(data: bytes) -> "DriftMonitor":
+        monitor = pickle.loads(data)
+        if not isinstance(monitor, DriftMonitor):
+            raise TypeError("not a drift monitor snapshot")
+        return monitor
