@@ -104,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--duration", type=float, help="seconds to run (default: until Ctrl-C)")
     p.add_argument("--count", type=int, help="readings to send, then stop")
+    p.add_argument("--drift", help="inject a drift: SENSOR=FACTOR@READINGS, e.g. vibration_rms=1.8@5000")
     p.add_argument("--history", type=Path, help="write a history (readings + outcomes JSONL) to this folder instead")
     p.add_argument("--lives", type=int, default=1, help="with --history: machine lives (runs to failure) per machine")
     p.set_defaults(func=_cmd_simulate)

@@ -9,7 +9,7 @@ from stream_app.broker import ensure_broker
 from stream_app.kafka_io import ensure_topics
 from stream_app.settings import Settings
 from stream_app.simulation.maintenance import FleetConfig, FleetSimulator
-from stream_app.simulation.producer import maintenance_events, produce
+from stream_app.simulation.producer import DriftInjection, inject_drift, maintenance_events, produce
 
 
 def simulate(settings: Settings, args: argparse.Namespace) -> int:
@@ -26,6 +26,8 @@ def simulate(settings: Settings, args: argparse.Namespace) -> int:
         topics = [settings.topics.sensor_readings, settings.topics.maintenance_outcomes]
         asyncio.run(ensure_topics(settings.bootstrap_servers, topics, settings.topic_partitions))
         events = maintenance_events(settings, args.machines, args.seed)
+        if args.drift:
+            events = inject_drift(events, DriftInjection.parse(args.drift))
         print(f"producing simulated readings of {args.machines} machines at {args.rate:g}/s to {settings.bootstrap_servers}", flush=True)
         try:
             stats = asyncio.run(produce(settings, events, args.rate, duration=args.duration, count=args.count))

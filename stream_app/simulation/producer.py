@@ -36,6 +36,37 @@ def maintenance_events(settings: Settings, n_machines: int, seed: int, start: Op
         yield topic, event
 
 
+@dataclass(frozen=True)
+class DriftInjection:
+    """From the `after`-th reading on, multiply one sensor by `factor` (a recalibrated or
+    replaced sensor): `simulate --drift vibration_rms=1.8@5000`."""
+
+    sensor: str
+    factor: float
+    after: int
+
+    @classmethod
+    def parse(cls, text: str) -> "DriftInjection":
+        try:
+            sensor, rest = text.split("=", 1)
+            factor, after = rest.split("@", 1)
+            return cls(sensor.strip(), float(factor), int(after))
+        except ValueError:
+            raise ValueError(f"--drift takes SENSOR=FACTOR@READINGS, e.g. vibration_rms=1.8@5000, not {text!r}") from None
+
+
+def inject_drift(events: Iterator[tuple[str, SimEvent]], drift: DriftInjection) -> Iterator[tuple[str, SimEvent]]:
+    readings = 0
+    for topic, event in events:
+        if event.kind == "reading":
+            readings += 1
+            value = event.value.get("sensors", {}).get(drift.sensor)
+            if readings > drift.after and value is not None:
+                sensors = {**event.value["sensors"], drift.sensor: round(value * drift.factor, 4)}
+                event = SimEvent(event.kind, event.key, {**event.value, "sensors": sensors})
+        yield topic, event
+
+
 async def produce(
     settings: Settings,
     events: Iterator[tuple[str, SimEvent]],

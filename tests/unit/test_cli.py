@@ -44,3 +44,21 @@ def test_history_then_train_on_it_writes_a_version_with_a_report(isolated: Path,
 def test_streams_without_training_are_refused_clearly(isolated: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "demand"]) == 2
     assert "not available" in capsys.readouterr().err
+
+
+def test_drift_injection_scales_one_sensor_after_n_readings() -> None:
+    from itertools import islice
+
+    from stream_app.simulation.producer import DriftInjection, inject_drift, maintenance_events
+
+    drift = DriftInjection.parse("vibration_rms=2@50")
+    plain = list(islice(maintenance_events(get_settings(), 5, seed=1), 200))
+    shifted = list(islice(inject_drift(iter(plain), drift), 200))
+    readings = [(a.value, b.value) for (_, a), (_, b) in zip(plain, shifted) if a.kind == "reading"]
+    for i, (before, after) in enumerate(readings):
+        v, w = before["sensors"].get("vibration_rms"), after["sensors"].get("vibration_rms")
+        assert w == (v if i < 50 or v is None else round(v * 2, 4))
+        assert {k: x for k, x in after["sensors"].items() if k != "vibration_rms"} == {
+            k: x for k, x in before["sensors"].items() if k != "vibration_rms"}
+    with pytest.raises(ValueError, match="SENSOR=FACTOR@READINGS"):
+        DriftInjection.parse("vibration_rms*2")
