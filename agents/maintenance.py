@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 from agents.drift import DriftTracker
 from agents.intake import RawMessage, decode_batch, limits_from_settings
@@ -20,7 +20,7 @@ from agents.publish import Outbox
 from schemas import MaintenanceOutcome, SensorReading
 from stream_app import metrics
 from stream_app.registry import ModelRegistry
-from stream_app.scoring.maintenance import MaintenanceScorer, ScoredReading
+from stream_app.scoring.maintenance import MODEL_NAME, MaintenanceScorer, ScoredReading
 from stream_app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,20 @@ class ScorerHandle:
             metrics.MODEL_INFO.labels(STREAM, "maintenance", scorer.model_version or "none").set(1)
             log.info("maintenance scorer ready: model version %s", scorer.model_version or "none (rules only)")
         return await self._scorer
+
+    def fall_back(self, exc: Exception) -> Any:
+        """The model failed at inference: serve this stream from its rules from now on (the
+        outcomes agent too), saying why on every prediction."""
+        assert self._scorer is not None and self._scorer.done()
+        failed = self._scorer.result()
+        reason = f"model unavailable: {MODEL_NAME} {failed.model_version} failed at inference ({type(exc).__name__}: {exc})"
+        scorer = failed.rules_only(reason[:400])
+        future: asyncio.Future[MaintenanceScorer] = asyncio.get_running_loop().create_future()
+        future.set_result(scorer)
+        self._scorer = future
+        metrics.MODEL_INFO.labels(STREAM, MODEL_NAME, failed.model_version or "none").set(0)
+        metrics.MODEL_INFO.labels(STREAM, MODEL_NAME, "none").set(1)
+        return scorer.score_batch
 
 
 def outputs(settings: Settings) -> Any:
@@ -80,12 +94,19 @@ def drift_values(readings: Sequence[SensorReading], results: Sequence[ScoredRead
 
 
 def pipeline(
-    settings: Settings, scorer: MaintenanceScorer, outbox: Outbox, executor: Any, table: Optional[Any] = None
+    settings: Settings,
+    scorer: MaintenanceScorer,
+    outbox: Outbox,
+    executor: Any,
+    table: Optional[Any] = None,
+    fallback: Optional[Callable[[Exception], Any]] = None,
 ) -> StreamPipeline[SensorReading, ScoredReading]:
     drift = None
     if settings.drift.enabled:
         drift = DriftTracker(STREAM, settings.drift, drift_values, ("failure_probability", "confidence"), table)
-    return StreamPipeline(STREAM, SensorReading, settings, scorer.score_batch, outputs(settings), outbox, executor, drift)
+    return StreamPipeline(
+        STREAM, SensorReading, settings, scorer.score_batch, outputs(settings), outbox, executor, drift, fallback
+    )
 
 
 def _apply_outcome(scorer: MaintenanceScorer, outcome: MaintenanceOutcome) -> bool:
@@ -132,7 +153,7 @@ def register(app: Any, settings: Settings, registry: ModelRegistry, drift_state:
     # concurrency=1: more would commit offsets past unprocessed messages (faust-streaming #606).
     @app.agent(readings, name="maintenance-scorer", concurrency=1)
     async def score_sensor_readings(stream: Any) -> None:
-        run = pipeline(settings, await handle.get(), Outbox(app.producer), handle.executor, drift_state)
+        run = pipeline(settings, await handle.get(), Outbox(app.producer), handle.executor, drift_state, handle.fall_back)
         async for events in stream.take_events(conf.batch_max, within=conf.batch_within_s):
             await run.process([RawMessage.from_faust(e) for e in events])
 

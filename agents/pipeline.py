@@ -51,12 +51,17 @@ class StreamPipeline(Generic[E, R]):
         outbox: Outbox,
         executor: Executor,
         drift: Optional[DriftTracker[E, R]] = None,
+        fallback: Optional[Callable[[Exception], Callable[[list[E]], list[R]]]] = None,
     ) -> None:
+        """`fallback(exc)`: when scoring raises, the scoring function to use from then on (the
+        stream's rules without its model); without one, or if it fails too, the batch's input
+        becomes dead letters. Either way the agent carries on."""
         self.stream = stream
         self.event_model = event_model
         self.dead_letters_topic = settings.topics.dead_letters
         self.drift_topic = settings.topics.drift_events
         self.drift = drift
+        self.fallback = fallback
         self.limits = limits_from_settings(settings)
         self.score = score
         self.outputs = outputs
@@ -111,8 +116,13 @@ class StreamPipeline(Generic[E, R]):
         loop = asyncio.get_running_loop()
         try:
             results, drifts = await loop.run_in_executor(self.executor, self._score_and_observe, events, origin)
-        except Exception as exc:  # a scorer bug must not kill the agent or lose the input
+        except Exception as exc:  # a model fault must not kill the agent or lose the input
             log.exception("%s scoring failed for a batch of %d events", self.stream, len(events))
+            if self.fallback is not None:
+                self.score, self.fallback = self.fallback(exc), None
+                metrics.SCORER_FALLBACKS.labels(self.stream).inc()
+                log.error("%s now scores with its rules only, until the worker restarts", self.stream)
+                return await self._score(events, origin)
             await self._dead_letter_unscored(origin, exc)
             metrics.EVENTS.labels(self.stream, "dead_letter").inc(len(events))
             return [], []

@@ -42,6 +42,7 @@ ALERT_LEAD_HOURS = Histogram(
     buckets=(0.5, 1, 2, 4, 8, 12, 24, 48, 96),
 )
 CONSUMER_LAG = Gauge(f"{PREFIX}_consumer_lag", "Messages behind the partition's high-water mark", ["topic", "partition"])
+SCORER_FALLBACKS = Counter(f"{PREFIX}_scorer_fallbacks_total", "Times a stream's model failed at inference and its rules took over", ["stream"])
 MODEL_INFO = Gauge(f"{PREFIX}_model_info", "1 for the model version a stream serves", ["stream", "model", "version"])
 
 

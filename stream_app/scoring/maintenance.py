@@ -373,6 +373,11 @@ class MaintenanceScorer:
         log.warning("maintenance scorer runs on physical-limit rules only: %s", reason)
         return cls(settings, None, rules, unavailable_reason=reason, initial_capacity=capacity)
 
+    def rules_only(self, reason: str) -> "MaintenanceScorer":
+        """A scorer on this one's rules without the model: what a stream falls back to when the
+        model fails at inference. `reason` is said on every prediction it makes."""
+        return self._rules_only(self.settings, self.rules, reason, max(self._state.capacity, 1))
+
     @staticmethod
     def _manifest_rules(version: ModelVersion) -> RuleSet:
         try:

@@ -88,3 +88,34 @@ def test_a_scorer_failure_dead_letters_the_batch_and_the_pipeline_goes_on() -> N
     assert [(d["offset"], d["error_code"]) for d in letters] == [(0, "scoring_failed"), (1, "scoring_failed")]
     assert "inference exploded" in letters[0]["error_message"]
     assert json.loads(letters[1]["payload"])[1]["event_id"] == "e2"
+
+
+def test_a_model_failing_at_inference_hands_the_stream_to_its_rules(tmp_path) -> None:
+    from stream_app import metrics
+    from stream_app.settings import MaintenanceSettings
+    from tests.unit.maintenance_fixtures import trained_model, write_artifact
+
+    model, features = trained_model()
+    scorer = MaintenanceScorer.load(write_artifact(tmp_path / "store", model, features), MaintenanceSettings())
+    assert scorer.model_version == "v1"
+
+    def broken(*_: Any) -> Any:
+        raise RuntimeError("CUDA error: device-side assert")  # any fault inside the model
+
+    scorer._model.model.forward = broken  # the model itself breaks, not the pipeline
+    fallbacks = metrics.SCORER_FALLBACKS.labels("maintenance")._value.get()
+
+    def fall_back(exc: Exception) -> Any:
+        return scorer.rules_only(f"model unavailable: failed at inference ({exc})").score_batch
+
+    producer = RecordingProducer()
+    with ThreadPoolExecutor(1) as executor:
+        run = pipeline(Settings(), scorer, Outbox(producer), executor, fallback=fall_back)
+        asyncio.run(run.process([_message(0, _reading(0)), _message(1, _reading(1, vibration_rms=9.0))]))
+        asyncio.run(run.process([_message(2, _reading(2))]))
+    predictions = producer.on("maintenance-predictions")
+    assert [p["event_id"] for p in predictions] == ["e0", "e1", "e2"], "nothing lost"
+    assert all(p["decision_source"] == "rule" and "failed at inference" in p["reason"] for p in predictions)
+    assert [a["event_ids"] for a in producer.on("alerts")] == [["e1"]]
+    assert producer.on("dead-letters") == []
+    assert metrics.SCORER_FALLBACKS.labels("maintenance")._value.get() == fallbacks + 1
