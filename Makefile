@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-unit test-integration install schemas clean
+.PHONY: demo test test-unit test-integration test-faults install schemas clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,10 +23,13 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 test-unit: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not integration" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -m "not integration and not faults" $(PYTEST_ARGS)
 
 test-integration: $(STAMP)
 	$(BIN)/python -m pytest -q -m integration $(PYTEST_ARGS)
+
+test-faults: $(STAMP)
+	$(BIN)/python -m pytest -q -s tests/faults $(PYTEST_ARGS)
 
 schemas: $(STAMP)
 	$(BIN)/python -m schemas.export

@@ -1,0 +1,119 @@
+"""Faults under steady load: every input event is answered at least once, whatever happens to
+workers and broker. Run on its own with `make test-faults`.
+
+Workers are real processes; the load is a real producer at a steady rate; faults are real
+signals: kill -9 mid-batch, clean stops and restarts, a group growing from one to three
+workers and back, and the broker frozen (SIGSTOP) for longer than the session timeout."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stream_app.simulation.maintenance import FleetConfig, FleetSimulator
+from tests.faults.verifier import verify
+from tests.integration.kafka_clients import OutputReader
+from confluent_kafka import Producer
+
+pytestmark = [pytest.mark.faults, pytest.mark.slow]
+
+TOPICS = ["maintenance-predictions", "alerts", "explanations", "dead-letters"]
+
+
+def load(n_readings: int) -> list[dict[str, Any]]:
+    events = []
+    for event in FleetSimulator(FleetConfig(n_machines=60, seed=21)).live():
+        if event.kind == "reading":
+            events.append(event.value)
+            if len(events) == n_readings:
+                return events
+    return events
+
+
+class SteadyProducer(threading.Thread):
+    """Sends the events at `rate` per second in the background, with a malformed message now
+    and then (those must come back as dead letters)."""
+
+    def __init__(self, bootstrap: str, events: list[dict[str, Any]], rate: float) -> None:
+        super().__init__(daemon=True)
+        self.producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5,
+                                  "message.timeout.ms": 120_000})
+        self.events, self.rate = events, rate
+        self.failed: list[str] = []
+        self.sent_ids: list[str] = []
+        self.broken: dict[str, str] = {}  # sha256 of a truncated payload -> its event id
+
+    def run(self) -> None:
+        started = time.monotonic()
+        for i, event in enumerate(self.events):
+            ahead = i / self.rate - (time.monotonic() - started)
+            if ahead > 0:
+                time.sleep(ahead)
+            value = json.dumps(event).encode()
+            if i % 500 == 250:  # a broken copy: answered by a dead letter, not a prediction
+                value = value[: len(value) // 2]
+                self.broken[hashlib.sha256(value).hexdigest()] = event["event_id"]
+            self.producer.produce("sensor-readings", value=value, key=event["machine_id"].encode(),
+                                  on_delivery=self._delivered(event["event_id"]))
+            self.producer.poll(0)
+        self.producer.flush(120)
+
+    def _delivered(self, event_id: str) -> Any:
+        def callback(err: Any, _msg: Any) -> None:
+            (self.failed if err else self.sent_ids).append(event_id)
+        return callback
+
+
+def test_no_event_is_lost_through_kills_restarts_rebalances_and_a_frozen_broker(
+    broker, start_worker, trained_model_dir: Path, tmp_path: Path
+) -> None:
+    events = load(24_000)
+    faults: list[str] = []
+    first = start_worker(trained_model_dir)
+    time.sleep(6)  # joined
+    producer = SteadyProducer(broker.bootstrap, events, rate=600)
+    started = time.monotonic()
+    producer.start()
+
+    time.sleep(5)
+    second, third = start_worker(trained_model_dir), start_worker(trained_model_dir)
+    faults.append("rebalance: 1 -> 3 workers")
+    time.sleep(8)
+    second.stop(signal.SIGKILL)
+    faults.append("kill -9 worker 2 mid-batch")
+    time.sleep(6)
+    third.stop(signal.SIGTERM)
+    faults.append("clean stop of worker 3 (3 -> 1)")
+    time.sleep(4)
+    broker.pause()
+    time.sleep(12)  # longer than the 8 s session timeout
+    broker.resume()
+    faults.append("broker frozen (SIGSTOP) for 12 s")
+    time.sleep(4)
+    first.stop(signal.SIGKILL)
+    faults.append("kill -9 worker 1")
+    restarted = start_worker(trained_model_dir)
+    faults.append("restart after kill")
+    producer.join(timeout=120)
+    assert not producer.failed, f"{len(producer.failed)} events the broker never acknowledged"
+
+    reader = OutputReader(broker.bootstrap, TOPICS, 4)
+    expected = [e["event_id"] for e in events]
+    try:
+        done = reader.until(lambda r: not verify(r, expected, producer.broken).missing, timeout=180, alive=restarted.alive)
+        caught_up = time.monotonic() - started
+        reader.poll(2.0)
+        verdict = verify(reader, expected, producer.broken)
+    finally:
+        reader.close()
+    report = f"faults: {faults}; {verdict.summary()}; all answered {caught_up:.0f}s after the start"
+    (tmp_path / "verdict.txt").write_text(report)
+    print(report)
+    assert done and not verdict.missing, f"{report}; first missing: {verdict.missing[:10]}; log:\n{restarted.log()[-3000:]}"
