@@ -19,6 +19,7 @@ from agents.pipeline import Output, StreamPipeline
 from agents.publish import Outbox
 from schemas import MaintenanceOutcome, SensorReading
 from stream_app import metrics
+from stream_app.health import Health
 from stream_app.registry import ModelRegistry
 from stream_app.scoring.maintenance import MODEL_NAME, MaintenanceScorer, ScoredReading
 from stream_app.settings import Settings
@@ -138,7 +139,9 @@ async def apply_outcomes(handle: ScorerHandle, outbox: Outbox, messages: Sequenc
     return reset
 
 
-def register(app: Any, settings: Settings, registry: ModelRegistry, drift_state: Optional[Any] = None) -> ScorerHandle:
+def register(
+    app: Any, settings: Settings, registry: ModelRegistry, drift_state: Optional[Any] = None, health: Optional[Health] = None
+) -> ScorerHandle:
     """Declare the maintenance agents on `app`."""
     topics = settings.topics
     readings = app.topic(topics.sensor_readings, key_serializer="raw", value_serializer="raw")
@@ -156,6 +159,8 @@ def register(app: Any, settings: Settings, registry: ModelRegistry, drift_state:
         run = pipeline(settings, await handle.get(), Outbox(app.producer), handle.executor, drift_state, handle.fall_back)
         async for events in stream.take_events(conf.batch_max, within=conf.batch_within_s):
             await run.process([RawMessage.from_faust(e) for e in events])
+            if health is not None:
+                health.progressed()
 
     @app.agent(outcomes, name="maintenance-outcomes", concurrency=1)
     async def reset_on_outcomes(stream: Any) -> None:

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import faust
 
 from agents import maintenance
 from agents.drift import drift_table
 from stream_app import metrics
+from stream_app.health import Health
 from stream_app.registry import ModelRegistry
 from stream_app.settings import Settings
 
 ALL_STREAMS = ("maintenance",)
 
 
-def create_app(settings: Settings) -> faust.App:
+def create_app(settings: Settings, health: Optional[Health] = None) -> faust.App:
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.bootstrap_servers}",
@@ -34,16 +37,22 @@ def create_app(settings: Settings) -> faust.App:
     )
     registry = ModelRegistry(settings.model_dir)
     drift_state = drift_table(app, settings.topic_partitions)
-    maintenance.register(app, settings, registry, drift_state)
+    health = health or Health()
+    maintenance.register(app, settings, registry, drift_state, health)
 
-    @app.timer(interval=5.0)
-    async def export_consumer_lag() -> None:
+    @app.timer(interval=2.0)
+    async def report_health_and_lag() -> None:
         # On the embedded broker high-water marks are off after multi-record batches (see README).
         consumer = app.consumer
-        for tp in consumer.assignment():
+        assignment = consumer.assignment()
+        total = 0
+        for tp in assignment:
             position = await consumer.position(tp)
             highwater = consumer.highwater(tp)
             if position is not None and highwater is not None:
-                metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - position))
+                lag = max(0, highwater - position)
+                total += lag
+                metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
+        health.beat(assigned=bool(assignment), rebalancing=bool(app.rebalancing), lag=total)
 
     return app

@@ -4,7 +4,7 @@ names, error codes, severities), never entity ids."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram
 
 PREFIX = "stream_app"
 
@@ -44,9 +44,20 @@ ALERT_LEAD_HOURS = Histogram(
 CONSUMER_LAG = Gauge(f"{PREFIX}_consumer_lag", "Messages behind the partition's high-water mark", ["topic", "partition"])
 SCORER_FALLBACKS = Counter(f"{PREFIX}_scorer_fallbacks_total", "Times a stream's model failed at inference and its rules took over", ["stream"])
 MODEL_INFO = Gauge(f"{PREFIX}_model_info", "1 for the model version a stream serves", ["stream", "model", "version"])
+# Demand: what happened to each sales event, and the live accuracy of published forecasts. At
+# each day's close every earlier forecast of that day (made 1..30 days before) is checked
+# against the realised units; label horizon_days is "1".."30". Grafana: coverage =
+# rate(covered) / rate(checked), WAPE = rate(abs_error_units) / rate(realized_units).
+DEMAND_SALES = Counter(
+    f"{PREFIX}_demand_sales_events_total",
+    "Sales events by outcome: counted, corrected (after its day closed), duplicate, too_old, unknown_market", ["outcome"],
+)
+DEMAND_CHECKED = Counter(f"{PREFIX}_demand_forecasts_checked_total", "Earlier daily forecasts checked against realised units", ["horizon_days"])
+DEMAND_COVERED = Counter(f"{PREFIX}_demand_forecasts_covered_total", "Checked forecasts whose P10-P90 held the realised units", ["horizon_days"])
+DEMAND_ABS_ERROR = Counter(f"{PREFIX}_demand_forecast_abs_error_units_total", "Sum of |realised - P50| over checked forecasts, units", ["horizon_days"])
+DEMAND_PINBALL = Counter(f"{PREFIX}_demand_forecast_pinball_loss_units_total", "Sum of the P10, P50 and P90 pinball losses over checked forecasts, units", ["horizon_days"])
+DEMAND_REALIZED = Counter(f"{PREFIX}_demand_realized_units_total", "Realised units of checked forecasts", ["horizon_days"])
+DEMAND_COVERAGE = Gauge(f"{PREFIX}_demand_interval_coverage_ratio", "Share of checked forecasts inside P10-P90 since the worker started (target 0.8)", ["horizon_bucket"])
+DEMAND_WAPE = Gauge(f"{PREFIX}_demand_wape_ratio", "sum |realised - P50| / sum realised of checked forecasts since the worker started", ["horizon_bucket"])
+DEMAND_SERIES = Gauge(f"{PREFIX}_demand_series", "SKU x market series this worker forecasts")
 
-
-def serve(port: int) -> None:
-    """Expose /metrics on `port` (0 disables)."""
-    if port:
-        start_http_server(port)

@@ -8,7 +8,7 @@ import logging
 import faust
 import torch
 
-from stream_app import metrics
+from stream_app.health import Health, serve
 from stream_app.app import create_app
 from stream_app.broker import ensure_broker
 from stream_app.kafka_io import ensure_topics
@@ -28,8 +28,9 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     broker = ensure_broker(settings.bootstrap_servers, settings.uses_embedded_broker, settings.data_dir / "broker.log")
     try:
         asyncio.run(ensure_topics(settings.bootstrap_servers, contract_topics(settings), settings.topic_partitions))
-        metrics.serve(settings.metrics_port)
-        app = create_app(settings)
+        health = Health()
+        serve(settings.metrics_port, health)
+        app = create_app(settings, health)
         faust.Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
     finally:
         if broker is not None:

@@ -143,5 +143,9 @@ def test_dashboard_queries_return_data_and_drift_is_detected_only_when_injected(
     alerted = 'stream_app_outcomes_total{result="alerted"} == 1'
     assert wait_for(lambda: bool(query(prom, alerted)), 30), "the failure was not joined to its alert"
 
+    for path in ("/healthz", "/readyz"):
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}{path}", timeout=5) as resp:
+            assert (resp.status, resp.read()) == (200, b"ok\n"), path
+
     empty = [(title, expr) for title, expr in expressions(build()) if not query(prom, expr)]
     assert not empty, f"dashboard panels without data: {empty}"
