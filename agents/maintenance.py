@@ -46,11 +46,11 @@ class ScorerHandle:
             loop = asyncio.get_running_loop()
             self._scorer = loop.run_in_executor(self.executor, MaintenanceScorer.load, self.registry, self.settings.maintenance)
             scorer = await self._scorer
-            metrics.MODEL_INFO.labels(STREAM, "maintenance", scorer.model_version or "none").set(1)
+            metrics.MODEL_INFO.labels(STREAM, MODEL_NAME, scorer.model_version or "none").set(1)
             log.info("maintenance scorer ready: model version %s", scorer.model_version or "none (rules only)")
         return await self._scorer
 
-    def fall_back(self, exc: Exception) -> Any:
+    def fall_back(self, exc: Exception) -> Callable[[list[SensorReading]], list[ScoredReading]]:
         """The model failed at inference: serve this stream from its rules from now on (the
         outcomes agent too), saying why on every prediction."""
         assert self._scorer is not None and self._scorer.done()
@@ -65,7 +65,7 @@ class ScorerHandle:
         return scorer.score_batch
 
 
-def outputs(settings: Settings) -> Any:
+def outputs(settings: Settings) -> Callable[[ScoredReading], Iterator[Output]]:
     topics = settings.topics
 
     def publish(result: ScoredReading) -> Iterator[Output]:
@@ -100,7 +100,7 @@ def pipeline(
     outbox: Outbox,
     executor: Any,
     table: Optional[Any] = None,
-    fallback: Optional[Callable[[Exception], Any]] = None,
+    fallback: Optional[Callable[[Exception], Callable[[list[SensorReading]], list[ScoredReading]]]] = None,
 ) -> StreamPipeline[SensorReading, ScoredReading]:
     drift = None
     if settings.drift.enabled:
