@@ -58,13 +58,21 @@ class DriftInjection:
 def inject_drift(events: Iterator[tuple[str, SimEvent]], drift: DriftInjection) -> Iterator[tuple[str, SimEvent]]:
     readings = 0
     for topic, event in events:
-        if event.kind == "reading":
+        if event.kind == "reading":  # sensor readings only: other streams have no sensors
             readings += 1
             value = event.value.get("sensors", {}).get(drift.sensor)
             if readings > drift.after and value is not None:
                 sensors = {**event.value["sensors"], drift.sensor: round(value * drift.factor, 4)}
                 event = SimEvent(event.kind, event.key, {**event.value, "sensors": sensors})
         yield topic, event
+
+
+# Ground truth and calendars go out as they come; the rate applies to the event stream itself.
+UNPACED_KINDS = frozenset({"outcome", "verdict"})
+
+
+def is_paced(event: SimEvent) -> bool:
+    return event.kind not in UNPACED_KINDS
 
 
 async def produce(
@@ -76,7 +84,8 @@ async def produce(
     count: Optional[int] = None,
     on_event: Optional[Callable[[str, SimEvent], None]] = None,
 ) -> ProduceStats:
-    """Send events at `rate` per second until `duration` seconds or `count` readings."""
+    """Send events at `rate` per second until `duration` seconds or `count` events (ground
+    truth and calendar entries ride along unpaced and uncounted)."""
     stats = ProduceStats()
     producer = json_producer(settings.bootstrap_servers)
     await producer.start()
@@ -97,7 +106,7 @@ async def produce(
             stats.add(topic)
             if on_event is not None:
                 on_event(topic, event)
-            if event.kind == "reading":
+            if is_paced(event):
                 sent += 1
         await producer.flush()
     finally:
