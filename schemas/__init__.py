@@ -15,9 +15,9 @@ from schemas.outputs import (
     deterministic_id,
     digest,
 )
-from schemas.sales import CalendarEntry, SalesEvent
+from schemas.sales import CalendarEntry, DemandForecast, ForecastDay, ForecastTotal, SalesEvent
 from schemas.sensor import MaintenanceOutcome, SensorReading
-from schemas.supply_chain import SupplyChainTransaction, SupplyChainVerdict
+from schemas.supply_chain import SupplyChainScore, SupplyChainTransaction, SupplyChainVerdict
 
 # Message name -> model; the name is the JSON Schema file name.
 MESSAGES = {
@@ -28,6 +28,8 @@ MESSAGES = {
     "sales-event": SalesEvent,
     "demand-calendar-entry": CalendarEntry,
     "maintenance-prediction": MaintenancePrediction,
+    "supply-chain-score": SupplyChainScore,
+    "demand-forecast": DemandForecast,
     "alert": Alert,
     "explanation": Explanation,
     "dead-letter": DeadLetter,
@@ -41,8 +43,11 @@ __all__ = [
     "Contribution",
     "Counterfactual",
     "DeadLetter",
+    "DemandForecast",
     "DriftEvent",
     "Explanation",
+    "ForecastDay",
+    "ForecastTotal",
     "InputEvent",
     "MaintenanceOutcome",
     "MaintenancePrediction",
@@ -50,6 +55,7 @@ __all__ = [
     "RuleCheck",
     "SalesEvent",
     "SensorReading",
+    "SupplyChainScore",
     "SupplyChainTransaction",
     "SupplyChainVerdict",
     "TimeStepContribution",

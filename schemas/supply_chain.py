@@ -1,12 +1,15 @@
-"""Supply-chain transactions (movements of a product lot between two nodes) and verdicts."""
+"""Supply-chain transactions (movements of a product lot between two nodes), verdicts, and the
+score published for every transaction."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal, Optional
 
 from pydantic import Field
 
-from schemas.common import EntityId, FiniteFloat, InputEvent, Name
+from schemas.common import EntityId, FiniteFloat, InputEvent, Name, OutputMessage
+from schemas.outputs import DecisionSource
 
 NodeType = Literal["manufacturer", "distributor", "wholesaler", "pharmacy", "hospital", "carrier", "other"]
 
@@ -32,3 +35,26 @@ class SupplyChainVerdict(InputEvent):
     shipment_id: EntityId
     verdict: Literal["confirmed", "cleared"]
     attack_kind: Optional[Name] = None
+
+
+class SupplyChainScore(OutputMessage):
+    """One per scored transaction, whatever the decision."""
+
+    score_id: str
+    event_id: str
+    shipment_id: str
+    lot_id: str
+    event_ts: datetime
+    # Calibrated probability that the shipment is an attack (rules only: 1 when a rule fired, else 0).
+    score: float = Field(ge=0, le=1)
+    confidence: float = Field(ge=0, le=1)
+    flagged: bool
+    decision_source: DecisionSource
+    reason: str
+    # Per detector (gnn, vae, hst, robust): its surprise, -log10 of the share of normal
+    # transactions at least as unusual; "evidence": what the flag threshold is compared with.
+    detector_scores: dict[str, float] = Field(default_factory=dict)
+    rules_fired: list[str] = Field(default_factory=list)
+    model_name: str
+    model_version: Optional[str]
+    created_at: datetime

@@ -6,7 +6,7 @@ from typing import Optional
 
 import faust
 
-from agents import maintenance
+from agents import demand, maintenance, supply_chain
 from agents.drift import drift_table
 from stream_app import metrics
 from stream_app.health import Health
@@ -39,6 +39,8 @@ def create_app(settings: Settings, health: Optional[Health] = None) -> faust.App
     drift_state = drift_table(app, settings.topic_partitions)
     health = health or Health()
     maintenance.register(app, settings, registry, drift_state, health)
+    demand.register(app, settings, registry)
+    supply_chain.register(app, settings, registry, drift_state, health)
 
     @app.timer(interval=2.0)
     async def report_health_and_lag() -> None:

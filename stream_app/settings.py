@@ -64,6 +64,69 @@ class DriftSettings(BaseModel):
     snapshot_interval_s: float = Field(30.0, gt=0.0)
 
 
+class DemandSettings(BaseModel):
+    """Demand forecasting (agents/demand.py, stream_app/scoring/demand.py)."""
+
+    # A day (UTC) closes when the partition's newest event time passes its end plus this.
+    allowed_lateness_s: float = Field(6 * 3600, ge=0.0, le=7 * 86400)
+    # Events up to this many days before the oldest open day are counted into their day's
+    # history as corrections; older ones are dead letters (sales_event_too_old).
+    correction_days: int = Field(28, ge=0, le=365)
+    # Below either the rule fallback (moving average / seasonal naive) forecasts instead. The
+    # model needs two weeks of a series to know its level and weekly pattern. Confidence (the
+    # chance the 7-day total lands within +-25 %) is low for sparse series by nature, and on the
+    # simulated history the rule fallback was worse than the model in every confidence band
+    # (training report), so by default it does not hand forecasts to the rules.
+    min_confidence: float = Field(0.0, ge=0.0, le=1.0)
+    min_history_days: int = Field(14, ge=0)
+    # Markets accepted besides the model's and the calendar's (a new market before retraining).
+    # Sales for any other market are dead letters (unknown_market), unless this is set:
+    accept_unknown_markets: bool = False
+    markets: list[str] = Field(default_factory=list)
+    # Known future covariates loaded at start, before the demand-calendar topic (JSONL/CSV).
+    calendar_file: Path | None = None
+    # Interval alerts: realised units beyond P10/P90 by this share of the interval's width and
+    # by at least min units; critical beyond twice the width.
+    alert_margin: float = Field(0.5, ge=0.0)
+    alert_min_units: float = Field(3.0, ge=0.0)
+    # Forecast-shift alerts: the next 29 days' P50 total moves by this share of the previous
+    # forecast's and by at least min units; critical when it doubles or halves.
+    shift_threshold: float = Field(0.5, gt=0.0)
+    shift_min_units: float = Field(10.0, ge=0.0)
+    alert_cooldown_days: int = Field(7, ge=0)
+    # After a gap in a partition's events, only the last this many closed days get forecasts.
+    max_catch_up_days: int = Field(35, ge=1)
+    # At start (and when a partition is newly assigned) the partition's retained sales are read
+    # to rebuild its daily history; off: series start with an empty history.
+    replay_on_assign: bool = True
+    # How long the agent waits at start for the calendar topic to be read before forecasting.
+    calendar_wait_s: float = Field(10.0, ge=0.0)
+    batch_max: int = Field(500, ge=1)
+    batch_within_s: float = Field(0.05, gt=0.0)
+
+
+class SupplyChainSettings(BaseModel):
+    """Supply-chain anomaly scoring (agents/supply_chain.py, stream_app/scoring/supply_chain.py)."""
+
+    # Below this confidence the deterministic rules decide instead of the model.
+    min_confidence: float = Field(0.6, ge=0.0, le=1.0)
+    # Model alerts with a calibrated attack probability at or above this are critical.
+    critical_score: float = Field(0.9, ge=0.0, le=1.0)
+    # A source first seen less than this many days ago is brand-new (rule: with a controlled product).
+    new_node_days: float = Field(7.0, gt=0.0)
+    # Node embeddings are recomputed in the background every this many transactions or seconds.
+    embedding_refresh_every: int = Field(1000, ge=1)
+    embedding_refresh_s: float = Field(30.0, gt=0.0)
+    # Each worker keeps the graph from the whole transactions topic (all partitions), not only
+    # its own; a batch waits up to this long for that follower to catch up before scoring.
+    follow_graph: bool = True
+    graph_sync_timeout_s: float = Field(1.0, ge=0.0)
+    # Lots not moved for this long are forgotten (memory).
+    lot_retention_days: float = Field(60.0, gt=0.0)
+    batch_max: int = Field(500, ge=1)
+    batch_within_s: float = Field(0.05, gt=0.0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_file=os.environ.get("STREAM_APP_SETTINGS_FILE"),
@@ -94,6 +157,8 @@ class Settings(BaseSettings):
 
     topics: Topics = Topics()
     maintenance: MaintenanceSettings = MaintenanceSettings()
+    supply_chain: SupplyChainSettings = SupplyChainSettings()
+    demand: DemandSettings = DemandSettings()
     drift: DriftSettings = DriftSettings()
 
     @property

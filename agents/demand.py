@@ -1,0 +1,299 @@
+"""Demand forecasting: `sales-events` (key sku/market) -> `demand-forecasts` (one per SKU x market
+per closed day), `alerts` and `explanations`, `dead-letters` for bad input; the known future
+covariates come from `demand-calendar` (and DEMAND__CALENDAR_FILE).
+
+The agent wires the generic pipeline (agents/pipeline.py) to the demand scorer
+(stream_app.scoring.demand), which keeps each input partition's daily totals. Around it:
+
+* Calendar: small, and every worker needs all of it, whatever sales partitions it owns. Each
+  worker reads every partition of `demand-calendar` from the beginning with its own group-less
+  consumer (a Faust GlobalTable would add a changelog and its recovery gap on the embedded
+  broker, for data that already lives in a topic), and keeps following it. The sales agent
+  waits up to DEMAND__CALENDAR_WAIT_S for the first pass (until a poll comes back empty), so
+  the first forecasts see the calendar. Bad entries become dead letters; since every worker
+  reads them, each may send one, with the same deterministic dead_letter_id.
+* State on (re)assignment: the first batch from a partition this process does not hold (at
+  start, or after a rebalance moved it here) triggers a replay of that partition's retained
+  sales up to the batch's first offset, i.e. up to what the previous owner committed: the
+  scorer rebuilds daily totals, duplicate set and watermark without publishing (those
+  forecasts were published before the offsets were committed). A revoked partition's state
+  is dropped (Faust rebalances eagerly: every rebalance revokes and replays what a worker
+  holds). Exact on Apache Kafka and on the embedded broker (it reads by fetch, never by the
+  end offsets the embedded broker gets wrong), as long as retention keeps the history window.
+  Not rebuilt: the recent forecasts, so live accuracy, interval and shift alerts of the
+  rebuilt series resume one day (7-day checks: a week) after the replay, and alert cooldowns
+  start afresh.
+* Per event the scorer returns what happened to it; a day's forecasts ride on the event whose
+  time closed the day, so they are published, and acknowledged by the broker, before that
+  event's offset is committed (at-least-once; ids are deterministic).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Iterator, Optional, Sequence
+
+import numpy as np
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from agents.intake import RawMessage, decode_batch, limits_from_settings
+from agents.pipeline import Output, StreamPipeline
+from agents.publish import Outbox
+from schemas import CalendarEntry, SalesEvent
+from stream_app import metrics
+from stream_app.deadletter import build_dead_letter
+from stream_app.decoding import DecodeFailure
+from stream_app.registry import ModelRegistry
+from stream_app.scoring.demand import MODEL_NAME, Accuracy, DemandScorer, EventResult
+from stream_app.settings import Settings
+from stream_app.training.demand_metrics import HORIZON_BUCKETS
+
+log = logging.getLogger(__name__)
+
+STREAM = "demand"
+REPLAY_BATCH = 2000
+Scored = tuple[EventResult, RawMessage]
+
+
+class DemandHandle:
+    """The stream's scorer (loaded once, used only in its inference thread), the partitions
+    whose state it holds, the calendar's readiness and the live-accuracy totals."""
+
+    def __init__(self, registry: ModelRegistry, settings: Settings) -> None:
+        self.registry = registry
+        self.settings = settings
+        # One inference thread: the scorer's state is not shared between threads, and one
+        # thread keeps each partition's events in order.
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="demand-scoring")
+        self._scorer: Optional[asyncio.Future[DemandScorer]] = None
+        self.warm: set[int] = set()
+        self.calendar_read = asyncio.Event()
+        # since start, per horizon day: checked, covered, |error|, pinball, realised units
+        self.accuracy = np.zeros((5, 0))
+
+    async def get(self) -> DemandScorer:
+        if self._scorer is None:
+            self._scorer = asyncio.get_running_loop().run_in_executor(self.executor, self._load)
+            scorer = await self._scorer
+            metrics.MODEL_INFO.labels(STREAM, MODEL_NAME, scorer.model_version or "none").set(1)
+            log.info("demand scorer ready: model %s", scorer.model_version or f"none ({scorer.unavailable_reason})")
+        return await self._scorer
+
+    def _load(self) -> DemandScorer:
+        scorer = DemandScorer.load(self.registry, self.settings.demand)
+        path = self.settings.demand.calendar_file
+        if path is not None:
+            from stream_app.training.demand_data import load_calendar
+
+            try:
+                loaded = load_calendar(path)
+                scorer.update_calendar(loaded.records)
+                log.info("demand calendar file: %s", loaded.summary())
+            except Exception as exc:  # a bad file must not stop the stream: the topic may have it
+                log.error("demand calendar file %s not loaded: %s", path, exc)
+        return scorer
+
+    async def run(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    # --- calendar -----------------------------------------------------------------------------
+    async def follow_calendar(self, outbox: Outbox, retry_s: float = 5.0) -> None:
+        """Read every partition of the calendar topic from the beginning, then keep following;
+        on a failure start over (entries replace themselves by event_id, so re-reading is safe)."""
+        while True:
+            try:
+                await self._read_calendar(outbox)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the stream goes on with the calendar it has
+                log.exception("demand calendar reader failed; starting over in %.0f s", retry_s)
+                self.calendar_read.set()
+                await asyncio.sleep(retry_s)
+
+    async def _read_calendar(self, outbox: Outbox) -> None:
+        s = self.settings
+        scorer = await self.get()
+        limits = limits_from_settings(s)
+        consumer = AIOKafkaConsumer(
+            s.topics.demand_calendar, bootstrap_servers=s.bootstrap_servers, group_id=None,
+            enable_auto_commit=False, auto_offset_reset="earliest",
+        )
+        await consumer.start()
+        try:
+            while True:
+                batches = await consumer.getmany(timeout_ms=500, max_records=1000)
+                if not batches:
+                    self.calendar_read.set()
+                    continue
+                messages = [RawMessage(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp / 1000 if r.timestamp else None)
+                            for records in batches.values() for r in records]
+                intake = decode_batch(messages, CalendarEntry, limits)
+                for letter in intake.dead_letters:
+                    await outbox.send(s.topics.dead_letters, letter.key, letter)
+                    metrics.DEAD_LETTERS.labels(STREAM, letter.error_code).inc()
+                await outbox.flush()
+                if intake.events:
+                    n = await self.run(scorer.update_calendar, intake.events)
+                    log.info("demand calendar: %d entries applied (%d in all)", n, len(scorer.calendar))
+        finally:
+            await consumer.stop()
+
+    async def calendar_ready(self) -> None:
+        try:
+            await asyncio.wait_for(self.calendar_read.wait(), self.settings.demand.calendar_wait_s)
+        except asyncio.TimeoutError:
+            log.warning("demand: calendar not read within %.0f s; forecasting without waiting", self.settings.demand.calendar_wait_s)
+
+    # --- partition state ----------------------------------------------------------------------
+    async def ensure_warm(self, messages: Sequence[RawMessage]) -> None:
+        """Replay each partition this process does not hold yet, up to its first offset here."""
+        first: dict[tuple[str, int], int] = {}
+        for m in messages:
+            if m.partition is not None and m.partition not in self.warm and m.offset is not None:
+                key = (m.topic, m.partition)
+                first[key] = min(first.get(key, m.offset), m.offset)
+        for (topic, partition), end in first.items():
+            self.warm.add(partition)
+            if not self.settings.demand.replay_on_assign or end <= 0:
+                continue
+            try:
+                counted = await self._replay(topic, partition, end)
+                log.info("demand: partition %d state rebuilt from %d retained sales events", partition, counted)
+            except Exception:  # forecasts go on from what the partition brings from now on
+                log.exception("demand: replay of partition %d failed; its series start with a partial history", partition)
+
+    async def _replay(self, topic: str, partition: int, end: int) -> int:
+        scorer = await self.get()
+        limits = limits_from_settings(self.settings)
+        tp = TopicPartition(topic, partition)
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.bootstrap_servers, group_id=None, enable_auto_commit=False)
+        await consumer.start()
+        counted = 0
+        try:
+            consumer.assign([tp])
+            await consumer.seek_to_beginning(tp)
+            while await consumer.position(tp) < end:
+                records = (await consumer.getmany(tp, timeout_ms=2000, max_records=REPLAY_BATCH)).get(tp, [])
+                if not records:
+                    break  # nothing more is retained
+                raw = [RawMessage(r.topic, r.partition, r.offset, r.key, r.value) for r in records if r.offset < end]
+                events = decode_batch(raw, SalesEvent, limits).events  # bad ones were dead-lettered the first time
+                counted += await self.run(scorer.replay, [(e, partition) for e in events])
+        finally:
+            await consumer.stop()
+        return counted
+
+    async def revoked(self, partitions: set[int]) -> None:
+        scorer = await self.get()
+        for p in partitions & self.warm:
+            self.warm.discard(p)
+            await self.run(scorer.drop_partition, p)
+
+    # --- live accuracy ------------------------------------------------------------------------
+    def record_accuracy(self, acc: Accuracy) -> None:
+        stack = np.stack([acc.forecasts, acc.covered, acc.abs_error, acc.pinball, acc.units]).astype(np.float64)
+        if self.accuracy.shape != stack.shape:
+            self.accuracy = np.zeros_like(stack)
+        self.accuracy += stack
+        for h in np.flatnonzero(acc.forecasts):
+            label = str(h + 1)
+            metrics.DEMAND_CHECKED.labels(label).inc(float(acc.forecasts[h]))
+            metrics.DEMAND_COVERED.labels(label).inc(float(acc.covered[h]))
+            metrics.DEMAND_ABS_ERROR.labels(label).inc(float(acc.abs_error[h]))
+            metrics.DEMAND_PINBALL.labels(label).inc(float(acc.pinball[h]))
+            metrics.DEMAND_REALIZED.labels(label).inc(float(acc.units[h]))
+        for lo, hi in HORIZON_BUCKETS:
+            n, covered, err, _, units = self.accuracy[:, lo - 1 : hi].sum(axis=1)
+            if n:
+                metrics.DEMAND_COVERAGE.labels(f"{lo}-{hi}").set(covered / n)
+            if units:
+                metrics.DEMAND_WAPE.labels(f"{lo}-{hi}").set(err / units)
+
+
+class _PartitionedPipeline(StreamPipeline[Any, Scored]):
+    """Hands the scorer each event with the message it came from: the scorer keeps state per
+    input partition, and an event it rejects becomes a dead letter of that message."""
+
+    async def _score(self, events: list[Any], origin: list[RawMessage]) -> Any:
+        return await super()._score(list(zip(events, origin)), origin)
+
+
+def _item_index(message: RawMessage, event_id: str) -> Optional[int]:
+    """Position of the event in a gateway array message (None for a single-event message)."""
+    try:
+        value = json.loads(message.value or b"")
+    except ValueError:
+        return None
+    if isinstance(value, list):
+        return next((i for i, v in enumerate(value) if isinstance(v, dict) and v.get("event_id") == event_id), None)
+    return None
+
+
+def outputs(settings: Settings, handle: DemandHandle) -> Any:
+    topics = settings.topics
+
+    def publish(scored: Scored) -> Iterator[Output]:
+        result, message = scored
+        metrics.DEMAND_SALES.labels(result.outcome).inc()
+        if result.rejection is not None:
+            failure = DecodeFailure(result.rejection.code, result.rejection.message, _item_index(message, result.event_id))
+            letter = build_dead_letter(failure, topic=message.topic, partition=message.partition, offset=message.offset,
+                                       key=message.key, raw=message.value)
+            metrics.DEAD_LETTERS.labels(STREAM, result.rejection.code).inc()
+            yield Output(topics.dead_letters, letter.key, letter)
+        for acc in result.accuracy:
+            handle.record_accuracy(acc)
+        if result.failed_days:
+            metrics.DEMAND_FAILED_CLOSES.inc(len(result.failed_days))
+        for fr in result.forecasts:
+            f = fr.forecast
+            metrics.DECISIONS.labels(STREAM, f.decision_source).inc()
+            metrics.CONFIDENCE.labels(STREAM).observe(f.confidence)
+            yield Output(topics.demand_forecasts, f.series_id, f)
+            for alert in fr.alerts:
+                yield Output(topics.alerts, alert.entity_id, alert)
+            for explanation in fr.explanations:
+                yield Output(topics.explanations, explanation.alert_id, explanation)
+
+    return publish
+
+
+def pipeline(settings: Settings, scorer: DemandScorer, handle: DemandHandle, outbox: Outbox) -> StreamPipeline[Any, Scored]:
+    def score(pairs: list[tuple[SalesEvent, RawMessage]]) -> list[Scored]:
+        results = scorer.score_batch([(event, message.partition or 0) for event, message in pairs])
+        metrics.DEMAND_SERIES.set(scorer.series_count())
+        return [(result, message) for result, (_, message) in zip(results, pairs)]
+
+    return _PartitionedPipeline(STREAM, SalesEvent, settings, score, outputs(settings, handle), outbox, handle.executor)
+
+
+def register(app: Any, settings: Settings, registry: ModelRegistry) -> DemandHandle:
+    """Declare the demand agent and the calendar reader on `app`."""
+    topics = settings.topics
+    sales = app.topic(topics.sales_events, key_serializer="raw", value_serializer="raw")
+    handle = DemandHandle(registry, settings)
+    conf = settings.demand
+
+    @app.task
+    async def follow_demand_calendar() -> None:
+        await handle.follow_calendar(Outbox(app.producer))
+
+    @app.on_partitions_revoked.connect
+    async def drop_revoked_demand_state(_app: Any, revoked: set[Any], **_: Any) -> None:
+        await handle.revoked({tp.partition for tp in revoked if tp.topic == topics.sales_events})
+
+    # concurrency=1: more would commit offsets past unprocessed messages (faust-streaming #606).
+    @app.agent(sales, name="demand-forecaster", concurrency=1)
+    async def forecast_demand(stream: Any) -> None:
+        scorer = await handle.get()
+        await handle.calendar_ready()
+        run = pipeline(settings, scorer, handle, Outbox(app.producer))
+        async for events in stream.take_events(conf.batch_max, within=conf.batch_within_s):
+            messages = [RawMessage.from_faust(e) for e in events]
+            await handle.ensure_warm(messages)
+            await run.process(messages)
+
+    return handle

@@ -1,0 +1,271 @@
+"""Supply-chain anomalies: `supply-chain-transactions` -> `supply-chain-scores`, `alerts`,
+`explanations`, and `dead-letters` for bad input; `supply-chain-verdicts` (confirmed attacks,
+cleared shipments) are joined to earlier decisions (live accuracy) and implicate attackers in the
+graph.
+
+The agent wires the generic pipeline (agents/pipeline.py) to the supply-chain scorer, plus a
+graph follower: a group-less consumer assigned every partition of the transactions and verdicts
+topics, so this worker's graph reflects the whole stream and not only the shipments its
+partitions carry (why, and how scoring stays lookups: stream_app/scoring/supply_chain.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Iterator, Optional, Sequence
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from agents.drift import DriftTracker
+from agents.intake import RawMessage, decode_batch, limits_from_settings
+from agents.pipeline import Output, StreamPipeline
+from agents.publish import Outbox
+from schemas import SupplyChainTransaction, SupplyChainVerdict
+from stream_app import metrics
+from stream_app.health import Health
+from stream_app.registry import ModelRegistry
+from stream_app.scoring.supply_chain import MODEL_NAME, ScoredTransaction, SupplyChainScorer
+from stream_app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+STREAM = "supply_chain"
+VERDICT_RESULTS = ("confirmed_flagged", "confirmed_missed", "cleared_flagged", "cleared_unflagged")
+Score = Callable[[list[SupplyChainTransaction]], list[ScoredTransaction]]
+
+
+class ScorerHandle:
+    """The stream's one scorer, loaded once in its inference thread; the scoring agent, the
+    verdicts agent and the graph follower all use it there (the graph is not shared across
+    threads)."""
+
+    def __init__(self, registry: ModelRegistry, settings: Settings) -> None:
+        self.registry = registry
+        self.settings = settings
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="supply-chain-scoring")
+        self._scorer: Optional[asyncio.Future[SupplyChainScorer]] = None
+
+    async def get(self) -> SupplyChainScorer:
+        if self._scorer is None:
+            loop = asyncio.get_running_loop()
+            limits = limits_from_settings(self.settings)
+            self._scorer = loop.run_in_executor(
+                self.executor, lambda: SupplyChainScorer.load(self.registry, self.settings.supply_chain, limits=limits)
+            )
+            scorer = await self._scorer
+            metrics.MODEL_INFO.labels(STREAM, MODEL_NAME, scorer.model_version or "none").set(1)
+            log.info("supply-chain scorer ready: model version %s", scorer.model_version or "none (rules only)")
+        return await self._scorer
+
+    def fall_back(self, exc: Exception) -> Score:
+        """The model failed at inference: rules only from now on, on the same graph."""
+        assert self._scorer is not None and self._scorer.done()
+        failed = self._scorer.result()
+        reason = f"model unavailable: {MODEL_NAME} {failed.model_version} failed at inference ({type(exc).__name__}: {exc})"
+        scorer = failed.rules_only(reason[:400])
+        future: asyncio.Future[SupplyChainScorer] = asyncio.get_running_loop().create_future()
+        future.set_result(scorer)
+        self._scorer = future
+        metrics.MODEL_INFO.labels(STREAM, MODEL_NAME, failed.model_version or "none").set(0)
+        metrics.MODEL_INFO.labels(STREAM, MODEL_NAME, "none").set(1)
+        return scorer.score_batch
+
+
+class GraphFollower:
+    """Reads every partition of the transactions and verdicts topics from the beginning and feeds
+    them to the scorer's graph (in its inference thread). `sync()` lets the scoring agent wait
+    until the follower has read everything that was in the topics when it asked."""
+
+    def __init__(self, settings: Settings, handle: ScorerHandle, poll_ms: int = 50) -> None:
+        self.settings = settings
+        self.handle = handle
+        self.poll_ms = poll_ms
+        self.applied = 0
+        self._waiters: list[asyncio.Event] = []
+
+    async def sync(self, timeout: float) -> bool:
+        """True when the follower caught up within `timeout` seconds (scoring goes on either way)."""
+        if timeout <= 0:
+            return False
+        event = asyncio.Event()
+        self._waiters.append(event)
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+            return True
+        except asyncio.TimeoutError:
+            log.debug("graph follower did not catch up within %.2fs; scoring anyway", timeout)
+            return False
+
+    async def run(self) -> None:
+        """Until cancelled; a failure restarts the consumer after a pause (never the worker)."""
+        while True:
+            try:
+                await self._follow()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("supply-chain graph follower failed; restarting in 2 s")
+                await asyncio.sleep(2.0)
+
+    async def _follow(self) -> None:
+        topics = self.settings.topics
+        scorer = await self.handle.get()  # loads the model (and the graph) before reading
+        loop = asyncio.get_running_loop()
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.bootstrap_servers, group_id=None, enable_auto_commit=False,
+            auto_offset_reset="earliest", max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+        await consumer.start()
+        try:
+            wanted = (topics.supply_chain_transactions, topics.supply_chain_verdicts)
+            partitions: list[TopicPartition] = []
+            while not partitions:
+                await consumer.topics()  # refreshes metadata
+                partitions = [TopicPartition(t, p) for t in wanted for p in sorted(consumer.partitions_for_topic(t) or ())]
+                if len(partitions) < len(wanted):
+                    partitions = []
+                    await asyncio.sleep(0.5)
+            consumer.assign(partitions)
+            await consumer.seek_to_beginning(*partitions)
+            log.info("graph follower reads %d partitions of %s", len(partitions), ", ".join(wanted))
+            while True:
+                waiting, self._waiters = self._waiters, []
+                batches = await consumer.getmany(timeout_ms=self.poll_ms, max_records=5000)
+                transactions = [r.value for tp, rs in batches.items() if tp.topic == wanted[0] for r in rs]
+                verdicts = [r.value for tp, rs in batches.items() if tp.topic == wanted[1] for r in rs]
+                if transactions:
+                    self.applied += await loop.run_in_executor(self.handle.executor, scorer.observe_raw, transactions)
+                if verdicts:
+                    await loop.run_in_executor(self.handle.executor, scorer.observe_verdicts, verdicts)
+                if not batches or await self._caught_up(consumer, partitions):
+                    for event in waiting:
+                        event.set()
+                else:
+                    self._waiters = waiting + self._waiters
+                scorer = await self.handle.get()  # a new one after a fallback to rules (same graph)
+        finally:
+            await consumer.stop()
+
+    @staticmethod
+    async def _caught_up(consumer: AIOKafkaConsumer, partitions: Sequence[TopicPartition]) -> bool:
+        """Every partition's position at its high-water mark (as of the last fetch). The embedded
+        broker under-reports high-water marks after multi-record batches (DESIGN.md section 4), so
+        there this can say yes a little early."""
+        for tp in partitions:
+            highwater = consumer.highwater(tp)
+            if highwater is None or await consumer.position(tp) < highwater:
+                return False
+        return True
+
+
+def outputs(settings: Settings) -> Callable[[ScoredTransaction], Iterator[Output]]:
+    topics = settings.topics
+
+    def publish(result: ScoredTransaction) -> Iterator[Output]:
+        score = result.score
+        metrics.DECISIONS.labels(STREAM, score.decision_source).inc()
+        metrics.CONFIDENCE.labels(STREAM).observe(score.confidence)
+        yield Output(topics.supply_chain_scores, score.shipment_id, score)
+        if result.alert is not None:
+            yield Output(topics.alerts, result.alert.entity_id, result.alert)
+        if result.explanation is not None:
+            yield Output(topics.explanations, result.explanation.alert_id, result.explanation)
+
+    return publish
+
+
+def drift_values(transactions: Sequence[SupplyChainTransaction], results: Sequence[ScoredTransaction]) -> dict[str, list[float]]:
+    """What drift is watched on: quantities and prices as sent, the score and the confidence
+    (the last two also by the distribution test)."""
+    return {
+        "quantity": [t.quantity for t in transactions],
+        "unit_price": [t.unit_price for t in transactions],
+        "score": [r.score.score for r in results],
+        "confidence": [r.score.confidence for r in results],
+    }
+
+
+def pipeline(
+    settings: Settings,
+    scorer: SupplyChainScorer,
+    outbox: Outbox,
+    executor: Any,
+    table: Optional[Any] = None,
+    fallback: Optional[Callable[[Exception], Score]] = None,
+) -> StreamPipeline[SupplyChainTransaction, ScoredTransaction]:
+    drift = None
+    if settings.drift.enabled:
+        drift = DriftTracker(STREAM, settings.drift, drift_values, ("score", "confidence"), table)
+    return StreamPipeline(
+        STREAM, SupplyChainTransaction, settings, scorer.score_batch, outputs(settings), outbox, executor, drift, fallback
+    )
+
+
+async def apply_verdicts(handle: ScorerHandle, outbox: Outbox, messages: Sequence[RawMessage], follower: bool) -> int:
+    """Dead-letter bad verdicts, join good ones to this worker's decisions (live accuracy), and,
+    when no follower feeds the graph, implicate attackers in it. Returns the verdicts joined."""
+    intake = decode_batch(messages, SupplyChainVerdict, limits_from_settings(handle.settings))
+    for letter in intake.dead_letters:
+        await outbox.send(handle.settings.topics.dead_letters, letter.key, letter)
+        metrics.DEAD_LETTERS.labels(STREAM, letter.error_code).inc()
+    scorer = await handle.get()
+    loop = asyncio.get_running_loop()
+
+    def join() -> int:
+        joined = 0
+        for verdict in intake.events:
+            if not follower:
+                scorer.graph.apply_verdict(verdict)
+            result = scorer.join_verdict(verdict)
+            if result is not None:
+                metrics.OUTCOMES.labels(STREAM, result).inc()
+                joined += 1
+        return joined
+
+    try:
+        joined = await loop.run_in_executor(handle.executor, join)
+    except Exception:  # ground truth is for measuring: a failure here must not stop the agent
+        log.exception("joining %d supply-chain verdicts failed", len(intake.events))
+        joined = 0
+    await outbox.flush()
+    return joined
+
+
+def register(
+    app: Any, settings: Settings, registry: ModelRegistry, drift_state: Optional[Any] = None, health: Optional[Health] = None
+) -> ScorerHandle:
+    """Declare the supply-chain agents (and the graph follower) on `app`."""
+    topics = settings.topics
+    transactions = app.topic(topics.supply_chain_transactions, key_serializer="raw", value_serializer="raw")
+    verdicts = app.topic(topics.supply_chain_verdicts, key_serializer="raw", value_serializer="raw")
+    handle = ScorerHandle(registry, settings)
+    conf = settings.supply_chain
+    follower = GraphFollower(settings, handle) if conf.follow_graph else None
+    for result in VERDICT_RESULTS:
+        metrics.OUTCOMES.labels(STREAM, result)
+
+    if follower is not None:
+        @app.task
+        async def follow_transaction_graph() -> None:
+            await follower.run()
+
+    # concurrency=1: more would commit offsets past unprocessed messages (faust-streaming #606).
+    @app.agent(transactions, name="supply-chain-scorer", concurrency=1)
+    async def score_transactions(stream: Any) -> None:
+        run = pipeline(settings, await handle.get(), Outbox(app.producer), handle.executor, drift_state, handle.fall_back)
+        async for events in stream.take_events(conf.batch_max, within=conf.batch_within_s):
+            if follower is not None:
+                await follower.sync(conf.graph_sync_timeout_s)
+            await run.process([RawMessage.from_faust(e) for e in events])
+            if health is not None:
+                health.progressed()
+
+    @app.agent(verdicts, name="supply-chain-verdicts", concurrency=1)
+    async def join_verdicts(stream: Any) -> None:
+        outbox = Outbox(app.producer)
+        async for events in stream.take_events(100, within=0.1):
+            await apply_verdicts(handle, outbox, [RawMessage.from_faust(e) for e in events], follower is not None)
+
+    return handle

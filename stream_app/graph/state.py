@@ -1,0 +1,357 @@
+"""The transaction graph every supply-chain worker keeps: nodes and edges in a networkx DiGraph
+with running aggregates, plus what a graph alone does not hold (lots, carriers, products).
+
+Order independence. A worker applies the transactions of the whole stream (its own batches and,
+through a follower, every other worker's), so transactions arrive in partition order, not in
+event time, and a backlog may bring later transactions before earlier ones. Every question a
+feature asks is therefore "as of the transaction's event time", answered from aggregates that do
+not depend on the order they were built in:
+  * `ts`: the K earliest event times (sorted) per node, edge, carrier, product, route and lot.
+    The number of earlier transactions is bisect(ts, t), exact below K and "K or more" above;
+    the first sighting is ts[0]. A transaction never counts itself (strictly earlier only).
+  * lots: the origin (the earliest shipment's source) and, per node, the earliest receipt.
+  * counts, volumes and the hour-of-day / weekday histograms of edges are plain sums; the
+    histograms are read without the transaction itself (but with any later ones already applied).
+Only the recent-values buffers of the robust statistics (features/supply_chain.py) depend on
+order, and they are filtered by time when read.
+
+Snapshots. `to_state()` / `from_state()` turn the graph into plain containers (torch.save'd in
+the model registry as the starting point of every worker). A loaded snapshot is re-anchored in
+time at the first transaction that is not already part of it: its newest event moves to just
+before that transaction, so a worker that starts on a stream later than the training history
+(the demo, or a gap) treats the history as the recent past. Transactions already in the snapshot
+(by event id, the last `snapshot_ids` of them) are skipped, so replaying a topic that overlaps
+the training history does not count them twice.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Optional
+
+import networkx as nx
+
+from schemas.supply_chain import SupplyChainTransaction, SupplyChainVerdict
+
+FIRST_K = 16  # earliest event times kept per entity: counts saturate there
+# A confirmed attack implicates a source node with fewer shipments than this (a counterfeiter, a
+# front) and an edge with fewer than that (born of the attack).
+IMPLICATE_NODE_BELOW, IMPLICATE_EDGE_BELOW = 20, 5
+STATE_VERSION = 1
+_INF = math.inf
+
+
+def insert_time(times: list[float], t: float, k: int = FIRST_K) -> None:
+    """Keep the k earliest times, sorted."""
+    if len(times) >= k and t >= times[-1]:
+        return
+    bisect.insort(times, t)
+    if len(times) > k:
+        times.pop()
+
+
+def count_before(times: list[float], t: float) -> int:
+    """Transactions strictly before t (exact up to FIRST_K - 1; FIRST_K means 'that many or more')."""
+    return bisect.bisect_left(times, t)
+
+
+def age_hours(times: list[float], t: float) -> float:
+    """Hours since the first sighting before t (0 when there is none)."""
+    return (t - times[0]) / 3600.0 if times and times[0] < t else 0.0
+
+
+@dataclass
+class LotState:
+    product: str
+    origin: str  # source of the earliest shipment
+    origin_type: str
+    origin_ts: float
+    holders: dict[str, float] = field(default_factory=dict)  # node -> earliest receipt
+    ts: list[float] = field(default_factory=list)
+    last_ts: float = -_INF
+
+
+@dataclass(frozen=True)
+class LotView:
+    """A lot as of one transaction (see TransactionGraph.lot_view)."""
+
+    known: bool  # seen before this transaction
+    provenance: bool  # its first shipment, from a manufacturer, was seen (this one included)
+    source_received: Optional[float]  # when this transaction's source received it, if it did
+    source_is_origin: bool
+    movements: int  # earlier shipments of the lot (capped at FIRST_K)
+
+
+class TransactionGraph:
+    def __init__(self, dedupe_capacity: int = 500_000, shipments_capacity: int = 200_000) -> None:
+        self.g = nx.DiGraph()
+        self.lots: dict[str, LotState] = {}
+        self.carriers: dict[str, list[float]] = {}
+        self.products: dict[str, list[float]] = {}
+        self.routes: dict[tuple[str, str, str], list[float]] = {}
+        self.implicated: dict[str, str] = {}  # node -> shipment of a confirmed attack
+        self.observed_since = _INF  # earliest event applied (nodes and edges are known since then)
+        self.lots_since = _INF  # start of continuous observation of lots (see anchoring)
+        self.newest_ts = -_INF
+        self.applied = 0  # transactions applied (not counting duplicates)
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._dedupe_capacity = dedupe_capacity
+        self._shipments: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        self._shipments_capacity = shipments_capacity
+        self._pending_verdicts: OrderedDict[str, SupplyChainVerdict] = OrderedDict()
+        self._snapshot_ids: frozenset[str] = frozenset()
+        self._anchor_pending = False
+        self.time_shift = 0.0  # how far a loaded snapshot was moved in time (seconds)
+
+    # --- upkeep -----------------------------------------------------------------------------------
+    def apply(self, tx: SupplyChainTransaction) -> bool:
+        """Add one transaction; False when it was applied before (at-least-once delivery)."""
+        eid = tx.event_id
+        if eid in self._seen or eid in self._snapshot_ids:
+            return False
+        t = tx.ts.timestamp()
+        if self._anchor_pending:
+            self._anchor(t)
+        self._remember(eid)
+        self.applied += 1
+        if t < self.observed_since:
+            self.observed_since = t
+        if t < self.lots_since:
+            self.lots_since = t
+        if t > self.newest_ts:
+            self.newest_ts = t
+        g = self.g
+        src, dst = tx.source_id, tx.target_id
+        value = tx.quantity * tx.unit_price
+        for node, type_, out in ((src, tx.source_type, True), (dst, tx.target_type, False)):
+            attrs = g._node.get(node)  # hot path: the attribute dict itself
+            if attrs is None:
+                g.add_node(node, type=type_, ts=[], n_out=0, n_in=0, qty_out=0.0, qty_in=0.0, value_out=0.0)
+                attrs = g._node[node]
+            insert_time(attrs["ts"], t)
+            if out:
+                attrs["n_out"] += 1
+                attrs["qty_out"] += tx.quantity
+                attrs["value_out"] += value
+            else:
+                attrs["n_in"] += 1
+                attrs["qty_in"] += tx.quantity
+        edge = g._succ[src].get(dst)
+        if edge is None:
+            g.add_edge(src, dst, ts=[], n=0, qty=0.0, value=0.0, last_ts=-_INF, carriers={}, implicated=False,
+                       hours=[0] * 24, days=[0] * 7)
+            edge = g._succ[src][dst]
+        insert_time(edge["ts"], t)
+        edge["n"] += 1
+        edge["qty"] += tx.quantity
+        edge["value"] += value
+        edge["last_ts"] = max(edge["last_ts"], t)
+        edge["hours"][tx.ts.hour] += 1
+        edge["days"][tx.ts.weekday()] += 1
+        if tx.carrier_id is not None:
+            carriers = edge["carriers"]
+            carriers[tx.carrier_id] = min(carriers.get(tx.carrier_id, _INF), t)
+            insert_time(self.carriers.setdefault(tx.carrier_id, []), t)
+        insert_time(self.products.setdefault(tx.product_id, []), t)
+        insert_time(self.routes.setdefault((src, dst, tx.product_id), []), t)
+        self._apply_lot(tx, t)
+        self._remember_shipment(tx.shipment_id, src, dst)
+        return True
+
+    def _apply_lot(self, tx: SupplyChainTransaction, t: float) -> None:
+        lot = self.lots.get(tx.lot_id)
+        if lot is None:
+            lot = self.lots[tx.lot_id] = LotState(tx.product_id, tx.source_id, tx.source_type, t)
+        elif t < lot.origin_ts:
+            lot.origin, lot.origin_type, lot.origin_ts = tx.source_id, tx.source_type, t
+        insert_time(lot.ts, t)
+        lot.last_ts = max(lot.last_ts, t)
+        if t < lot.holders.get(tx.target_id, _INF):
+            lot.holders[tx.target_id] = t
+
+    def _remember(self, event_id: str) -> None:
+        self._seen[event_id] = None
+        if len(self._seen) > self._dedupe_capacity:
+            self._seen.popitem(last=False)
+
+    def _remember_shipment(self, shipment: str, src: str, dst: str) -> None:
+        self._shipments[shipment] = (src, dst)
+        if len(self._shipments) > self._shipments_capacity:
+            self._shipments.popitem(last=False)
+        pending = self._pending_verdicts.pop(shipment, None)
+        if pending is not None:
+            self.apply_verdict(pending)
+
+    def apply_verdict(self, verdict: SupplyChainVerdict) -> bool:
+        """A confirmed attack implicates what it created: an edge with few shipments (born of the
+        attack) no longer counts as established flow for the GNN, and a source with few shipments
+        (a counterfeiter, a front) is named by the rules from then on. An established edge or node
+        that carried one bad shipment (a diverted order, an insider) is not blacklisted by it.
+        A verdict for a shipment not seen yet waits (bounded) for it. Returns whether it
+        changed anything now."""
+        if verdict.verdict != "confirmed":
+            return False
+        route = self._shipments.get(verdict.shipment_id)
+        if route is None:
+            self._pending_verdicts[verdict.shipment_id] = verdict
+            if len(self._pending_verdicts) > 10_000:
+                self._pending_verdicts.popitem(last=False)
+            return False
+        src, dst = route
+        changed = False
+        node = self.g._node.get(src)
+        if node is not None and node["n_out"] + node["n_in"] < IMPLICATE_NODE_BELOW:
+            self.implicated[src] = verdict.shipment_id
+            changed = True
+        edge = self.g._succ.get(src, {}).get(dst)
+        if edge is not None and edge["n"] < IMPLICATE_EDGE_BELOW:
+            edge["implicated"] = changed = True
+        return changed
+
+    @property
+    def anchor_pending(self) -> bool:
+        """A loaded snapshot not yet moved to the stream's time (see _anchor)."""
+        return self._anchor_pending
+
+    def is_duplicate(self, event_id: str) -> bool:
+        return event_id in self._seen or event_id in self._snapshot_ids
+
+    def prune_lots(self, older_than_s: float) -> int:
+        """Forget lots not moved for `older_than_s` of event time (bounded memory)."""
+        horizon = self.newest_ts - older_than_s
+        stale = [lot_id for lot_id, lot in self.lots.items() if lot.last_ts < horizon]
+        for lot_id in stale:
+            del self.lots[lot_id]
+        return len(stale)
+
+    # --- questions, as of a transaction's event time ---------------------------------------------------
+    def node(self, node: str) -> Optional[dict[str, Any]]:
+        return self.g._node.get(node)
+
+    def edge(self, src: str, dst: str) -> Optional[dict[str, Any]]:
+        succ = self.g._succ.get(src)
+        return succ.get(dst) if succ is not None else None
+
+    def lot_view(self, tx: SupplyChainTransaction, t: float) -> LotView:
+        lot = self.lots.get(tx.lot_id)
+        if lot is None:
+            return LotView(False, False, None, False, 0)
+        earlier = count_before(lot.ts, t)
+        received = lot.holders.get(tx.source_id)
+        return LotView(
+            known=earlier > 0,
+            provenance=lot.origin_type == "manufacturer" and lot.origin_ts <= t,
+            source_received=received if received is not None and received < t else None,
+            source_is_origin=lot.origin == tx.source_id and lot.origin_ts <= t,
+            movements=earlier,
+        )
+
+    def suppliers_of(self, node: str, limit: int = 3) -> list[tuple[str, int]]:
+        """The node's biggest suppliers by shipments (for explanations)."""
+        pred = self.g._pred.get(node, {})
+        ranked = sorted(((u, e["n"]) for u, e in pred.items() if not e["implicated"]), key=lambda x: -x[1])
+        return ranked[:limit]
+
+    def customers_of(self, node: str, limit: int = 3) -> list[tuple[str, int]]:
+        succ = self.g._succ.get(node, {})
+        ranked = sorted(((v, e["n"]) for v, e in succ.items() if not e["implicated"]), key=lambda x: -x[1])
+        return ranked[:limit]
+
+    @property
+    def nodes(self) -> int:
+        return self.g.number_of_nodes()
+
+    @property
+    def edges(self) -> int:
+        return self.g.number_of_edges()
+
+    # --- snapshots ------------------------------------------------------------------------------------
+    def to_state(self, lot_retention_s: float = 60 * 86400.0, snapshot_ids: int = 50_000) -> dict[str, Any]:
+        """Plain containers (torch.save with weights_only loading): the graph as the scorer needs
+        it. Lots idle for longer than `lot_retention_s` are left out."""
+        horizon = self.newest_ts - lot_retention_s
+        nodes = [[n, a["type"], a["ts"], a["n_out"], a["n_in"], a["qty_out"], a["qty_in"], a["value_out"]]
+                 for n, a in self.g.nodes(data=True)]
+        edges = [[u, v, e["ts"], e["n"], e["qty"], e["value"], e["last_ts"], e["carriers"], e["implicated"],
+                  e["hours"], e["days"]] for u, v, e in self.g.edges(data=True)]
+        lots = [[lot_id, l.product, l.origin, l.origin_type, l.origin_ts, l.holders, l.ts, l.last_ts]
+                for lot_id, l in self.lots.items() if l.last_ts >= horizon]
+        ids = list(self._seen)[-snapshot_ids:] + list(self._snapshot_ids)[: max(0, snapshot_ids - len(self._seen))]
+        return {
+            "version": STATE_VERSION,
+            "observed_since": self.observed_since,
+            "lots_since": self.lots_since,
+            "newest_ts": self.newest_ts,
+            "applied": self.applied,
+            "nodes": nodes,
+            "edges": edges,
+            "lots": lots,
+            "carriers": [[c, ts] for c, ts in self.carriers.items()],
+            "products": [[p, ts] for p, ts in self.products.items()],
+            "routes": [[s, d, p, ts] for (s, d, p), ts in self.routes.items()],
+            "implicated": [[n, s] for n, s in self.implicated.items()],
+            "event_ids": ids,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], anchor: bool = True) -> "TransactionGraph":
+        """Rebuild a snapshot; with `anchor`, re-anchored in time at the first new transaction."""
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"graph snapshot version {state.get('version')!r} is not {STATE_VERSION}")
+        graph = cls()
+        g = graph.g
+        for n, type_, ts, n_out, n_in, qty_out, qty_in, value_out in state["nodes"]:
+            g.add_node(n, type=type_, ts=list(ts), n_out=n_out, n_in=n_in, qty_out=qty_out, qty_in=qty_in, value_out=value_out)
+        for u, v, ts, n, qty, value, last_ts, carriers, implicated, hours, days in state["edges"]:
+            g.add_edge(u, v, ts=list(ts), n=n, qty=qty, value=value, last_ts=last_ts, carriers=dict(carriers),
+                       implicated=implicated, hours=list(hours), days=list(days))
+        for lot_id, product, origin, origin_type, origin_ts, holders, ts, last_ts in state["lots"]:
+            graph.lots[lot_id] = LotState(product, origin, origin_type, origin_ts, dict(holders), list(ts), last_ts)
+        graph.carriers = {c: list(ts) for c, ts in state["carriers"]}
+        graph.products = {p: list(ts) for p, ts in state["products"]}
+        graph.routes = {(s, d, p): list(ts) for s, d, p, ts in state["routes"]}
+        graph.implicated = {n: s for n, s in state["implicated"]}
+        graph.observed_since = state["observed_since"]
+        graph.lots_since = state["lots_since"]
+        graph.newest_ts = state["newest_ts"]
+        graph.applied = state["applied"]
+        graph._snapshot_ids = frozenset(state["event_ids"])
+        graph._anchor_pending = anchor and graph.applied > 0
+        return graph
+
+    def _anchor(self, t: float) -> None:
+        """Move every stored time by (t - newest snapshot time) - 1 s, once. Continuity is kept
+        for lots only when the stream starts within a day of the snapshot's end: after a longer
+        gap, lots received in it were not seen, so their provenance is unknown until lots have
+        been watched afresh (lots_since restarts at t)."""
+        self._anchor_pending = False
+        delta = t - self.newest_ts - 1.0
+        gap = abs(delta) > 86400.0
+        if abs(delta) < 1e-9:
+            return
+        shift = lambda ts: [x + delta for x in ts]  # noqa: E731
+        for _, attrs in self.g.nodes(data=True):
+            attrs["ts"] = shift(attrs["ts"])
+        for _, _, e in self.g.edges(data=True):
+            e["ts"] = shift(e["ts"])
+            e["last_ts"] += delta
+            e["carriers"] = {c: x + delta for c, x in e["carriers"].items()}
+        for lot in self.lots.values():
+            lot.origin_ts += delta
+            lot.ts = shift(lot.ts)
+            lot.last_ts += delta
+            lot.holders = {n: x + delta for n, x in lot.holders.items()}
+        for table in (self.carriers, self.products, self.routes):
+            for key, ts in table.items():
+                table[key] = shift(ts)  # type: ignore[index]
+        self.observed_since += delta
+        self.newest_ts += delta
+        self.lots_since = t if gap else self.lots_since + delta
+        self.time_shift = delta
+
+
+def replay(graph: TransactionGraph, transactions: Iterable[SupplyChainTransaction]) -> int:
+    return sum(graph.apply(tx) for tx in transactions)

@@ -1,0 +1,85 @@
+"""The supply-chain agent's paths without a broker: one batch through the pipeline (scores,
+alerts, explanations, dead letters), verdicts joined and dead-lettered, the follower's barrier."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from agents.intake import RawMessage
+from agents.publish import Outbox
+from agents.supply_chain import GraphFollower, ScorerHandle, apply_verdicts, pipeline
+from stream_app.registry import ModelRegistry
+from stream_app.settings import Settings
+from tests.integration.supply_chain_fixtures import live_scenario, one_torch_thread, supply_chain_model_dir  # noqa: F401
+from tests.unit.test_agent_maintenance import RecordingProducer
+from tests.unit.test_supply_chain_graph import chain, tx
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def _message(offset: int, value: bytes, topic: str = "supply-chain-transactions") -> RawMessage:
+    return RawMessage(topic, 0, offset, b"k", value, None)
+
+
+def test_a_batch_with_good_and_bad_messages(tmp_path: Path) -> None:
+    settings = Settings(model_dir=tmp_path)
+    handle = ScorerHandle(ModelRegistry(tmp_path), settings)
+    events = chain() + [tx(99, 30, "W9", "P7", "L1")]
+    messages = [_message(i, e.model_dump_json().encode()) for i, e in enumerate(events)]
+    messages.insert(3, _message(100, b"{oops"))
+    messages.insert(5, _message(101, json.dumps({**json.loads(events[0].model_dump_json()), "quantity": "ten"}).encode()))
+    producer = RecordingProducer()
+
+    async def run() -> None:
+        scorer = await handle.get()
+        await pipeline(settings, scorer, Outbox(producer), handle.executor).process(messages)
+
+    asyncio.run(run())
+    scores = producer.on("supply-chain-scores")
+    assert [s["event_id"] for s in scores] == [e.event_id for e in events]
+    assert [(d["offset"], d["error_code"]) for d in producer.on("dead-letters")] == [(100, "not_json"), (101, "invalid_fields")]
+    alerts = producer.on("alerts")
+    assert [a["event_ids"] for a in alerts] == [["e99"]] and alerts[0]["decision_source"] == "rule"
+    assert [e["alert_id"] for e in producer.on("explanations")] == [alerts[0]["alert_id"]]
+    handle.executor.shutdown()
+
+
+def test_verdicts_are_joined_and_bad_ones_dead_lettered(supply_chain_model_dir: Path) -> None:
+    settings = Settings(model_dir=supply_chain_model_dir)
+    handle = ScorerHandle(ModelRegistry(supply_chain_model_dir), settings)
+    events, verdicts = live_scenario(400, seed=41)
+    producer = RecordingProducer()
+
+    async def run() -> int:
+        scorer = await handle.get()
+        run = pipeline(settings, scorer, Outbox(producer), handle.executor)
+        await run.process([_message(i, json.dumps(e).encode()) for i, e in enumerate(events)])
+        raw = [_message(i, json.dumps(v).encode(), "supply-chain-verdicts") for i, v in enumerate(verdicts)]
+        raw.append(_message(999, b'{"event_id": "v", "shipment_id": "s", "verdict": "maybe", "ts": "2025-03-04T00:00:00Z"}',
+                            "supply-chain-verdicts"))
+        return await apply_verdicts(handle, Outbox(producer), raw, follower=False)
+
+    joined = asyncio.run(run())
+    assert joined == len(verdicts) > 0
+    (letter,) = producer.on("dead-letters")
+    assert letter["offset"] == 999 and letter["error_code"] == "invalid_fields"
+    handle.executor.shutdown()
+
+
+def test_the_follower_barrier_times_out_instead_of_blocking() -> None:
+    follower = GraphFollower(Settings(), handle=None)  # type: ignore[arg-type]
+
+    async def run() -> tuple[bool, bool]:
+        timed_out = await follower.sync(0.05)
+        waiter = asyncio.ensure_future(follower.sync(5.0))
+        await asyncio.sleep(0.01)
+        for event in follower._waiters:  # what the follower does after a poll that reached the end
+            event.set()
+        return timed_out, await waiter
+
+    assert asyncio.run(run()) == (False, True)
+    assert asyncio.run(follower.sync(0.0)) is False
