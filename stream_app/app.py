@@ -13,7 +13,6 @@ from stream_app.health import Health
 from stream_app.registry import ModelRegistry
 from stream_app.settings import Settings
 
-ALL_STREAMS = ("maintenance",)
 
 
 def create_app(settings: Settings, health: Optional[Health] = None) -> faust.App:

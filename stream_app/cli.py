@@ -13,8 +13,6 @@ from typing import Optional, Sequence
 from stream_app.settings import Settings, get_settings
 
 STREAMS = ("maintenance", "supply-chain", "demand")
-# Streams whose training exists; the others are refused with a clear message.
-TRAINABLE = ("maintenance",)
 
 
 def _cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
@@ -42,11 +40,7 @@ def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     from stream_app.training.cli import train_streams
 
-    streams = TRAINABLE if args.stream == "all" else (args.stream,)
-    missing = [s for s in streams if s not in TRAINABLE]
-    if missing:
-        print(f"training for {', '.join(missing)} is not available in this version", file=sys.stderr)
-        return 2
+    streams = STREAMS if args.stream == "all" else (args.stream,)
     return train_streams(
         settings, streams, data=args.data, outcomes=args.outcomes, quick=args.quick, if_missing=args.if_missing
     )
@@ -61,7 +55,12 @@ def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from stream_app.demo import run_demo
 
-    return run_demo(settings, duration=args.duration, rate=args.rate, machines=args.machines)
+    streams = [s.strip() for s in args.streams.split(",") if s.strip()]
+    unknown = [s for s in streams if s not in STREAMS]
+    if unknown or not streams:
+        print(f"--streams takes a comma-separated list of {', '.join(STREAMS)}", file=sys.stderr)
+        return 2
+    return run_demo(settings, duration=args.duration, streams=streams, speed=args.speed, machines=args.machines)
 
 
 def _cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
@@ -92,15 +91,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model version and write its evaluation report")
     p.add_argument("stream", choices=(*STREAMS, "all"))
     p.add_argument("--data", type=Path, help="history file (JSON Lines or CSV, event layout); default: simulated")
-    p.add_argument("--outcomes", type=Path, help="outcomes file (failures / verdicts) that goes with --data")
+    p.add_argument("--outcomes", type=Path, help="the file that goes with --data: failures (maintenance), verdicts (supply-chain), calendar (demand)")
     p.add_argument("--quick", action="store_true", help="small data and few epochs (smoke runs)")
     p.add_argument("--if-missing", action="store_true", help="skip streams that already have a current model")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("simulate", help="produce simulated events at a rate, or write a history file")
-    p.add_argument("--stream", choices=("maintenance",), default="maintenance")
-    p.add_argument("--rate", type=float, default=200.0, help="readings per second")
-    p.add_argument("--machines", type=int, default=50)
+    p.add_argument("--stream", choices=STREAMS, default="maintenance")
+    p.add_argument("--rate", type=float, default=200.0, help="events per second")
+    p.add_argument("--machines", type=int, default=50, help="maintenance: machines in the fleet")
+    p.add_argument("--size", type=int, help="supply-chain: days of history; demand: SKUs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--duration", type=float, help="seconds to run (default: until Ctrl-C)")
     p.add_argument("--count", type=int, help="readings to send, then stop")
@@ -111,8 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="broker, model, worker and simulator in one command; alerts on screen")
     p.add_argument("--duration", type=float, help="seconds to run (default: until Ctrl-C)")
+    p.add_argument("--streams", default=",".join(STREAMS), help="comma-separated streams to simulate (default: all)")
     # 40 machines at 80 readings/s: two simulated hours a second, a failure every few seconds.
-    p.add_argument("--rate", type=float, default=80.0)
+    p.add_argument("--speed", type=float, default=1.0, help="multiplies every stream's event rate")
     p.add_argument("--machines", type=int, default=40)
     p.set_defaults(func=_cmd_demo)
 

@@ -11,13 +11,14 @@ import subprocess
 import sys
 import time
 from datetime import datetime
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from stream_app.broker import ensure_broker
 from stream_app.kafka_io import consume_json, encode_json, ensure_topics, json_producer
 from stream_app.registry import ModelRegistry
 from stream_app.settings import Settings
-from stream_app.simulation.producer import maintenance_events, produce
+from stream_app.simulation.producer import is_paced, produce
+from stream_app.simulation.streams import STREAMS
 from stream_app.worker import contract_topics
 
 # A few malformed messages mixed in, to show that bad input lands in dead-letters and the
@@ -47,7 +48,8 @@ class Screen:
     happen (and whether an alert came first), and a status line every few seconds."""
 
     def __init__(self) -> None:
-        self.counts = {"readings": 0, "predictions": 0, "alerts": 0, "dead_letters": 0, "failures": 0, "caught": 0}
+        self.counts = {"sent": 0, "maintenance predictions": 0, "supply-chain scores": 0, "demand forecasts": 0,
+                       "alerts": 0, "dead letters": 0, "failures": 0, "caught": 0}
         self.explanations: dict[str, dict[str, Any]] = {}
         self.pending_alerts: dict[str, dict[str, Any]] = {}
         self.last_alert_ts: dict[str, str] = {}
@@ -73,7 +75,7 @@ class Screen:
         """Three lines per alert; the full explanation is on the explanations topic."""
         colour = RED if alert["severity"] == "critical" else YELLOW
         print(
-            f"\n{colour}{BOLD}ALERT {alert['severity'].upper()}{RESET} {BOLD}{alert['entity_id']}{RESET} "
+            f"\n{colour}{BOLD}ALERT {alert['severity'].upper()}{RESET} {alert['kind']} {BOLD}{alert['entity_id']}{RESET} "
             f"at {_ts(alert['event_ts'])}  score {alert['score']:.2f}  confidence {alert['confidence']:.2f}  "
             f"decided by {alert['decision_source']} ({alert['model_name']} {alert['model_version'] or '-'})"
         )
@@ -88,7 +90,7 @@ class Screen:
         sys.stdout.flush()
 
     def prediction(self, prediction: dict[str, Any]) -> None:
-        self.counts["predictions"] += 1
+        self.counts["maintenance predictions"] += 1
         if prediction["event_id"].startswith(PROBE):
             self.seen_event_ids.add(prediction["event_id"])
 
@@ -107,17 +109,16 @@ class Screen:
         print(f"\n{BOLD}FAILURE{RESET} {machine} ({outcome.get('failure_mode')}) at {_ts(outcome['ts'])}: {note}", flush=True)
 
     def status(self, elapsed: float) -> None:
-        c = self.counts
-        print(
-            f"{DIM}[{elapsed:5.0f}s] readings sent {c['readings']}, predictions {c['predictions']}, alerts {c['alerts']}, "
-            f"dead letters {c['dead_letters']}, failures {c['failures']} ({c['caught']} alerted first){RESET}",
-            flush=True,
-        )
+        c = dict(self.counts)
+        failures = f"machine failures {c.pop('failures')} ({c.pop('caught')} alerted first)"
+        shown = ", ".join(f"{name} {n}" for name, n in c.items())
+        print(f"{DIM}[{elapsed:5.0f}s] events {shown}, {failures}{RESET}", flush=True)
 
 
 async def _watch(settings: Settings, screen: Screen) -> None:
     t = settings.topics
-    topics = [t.alerts, t.explanations, t.maintenance_predictions, t.dead_letters, t.maintenance_outcomes]
+    topics = [t.alerts, t.explanations, t.maintenance_predictions, t.supply_chain_scores, t.demand_forecasts,
+              t.dead_letters, t.maintenance_outcomes]
     async for topic, value in consume_json(settings.bootstrap_servers, topics, from_beginning=False):
         if not isinstance(value, dict):
             continue
@@ -127,8 +128,12 @@ async def _watch(settings: Settings, screen: Screen) -> None:
             screen.explanation(value)
         elif topic == t.maintenance_predictions:
             screen.prediction(value)
+        elif topic == t.supply_chain_scores:
+            screen.counts["supply-chain scores"] += 1
+        elif topic == t.demand_forecasts:
+            screen.counts["demand forecasts"] += 1
         elif topic == t.dead_letters:
-            screen.counts["dead_letters"] += 1
+            screen.counts["dead letters"] += 1
             print(f"{DIM}dead letter: {value['error_code']}: {value['error_message'][:100]}{RESET}", flush=True)
         elif topic == t.maintenance_outcomes:
             screen.outcome(value)
@@ -165,42 +170,48 @@ async def _send_bad_input(settings: Settings) -> None:
         await producer.stop()
 
 
-async def _run(settings: Settings, duration: Optional[float], rate: float, machines: int) -> None:
+async def _run(settings: Settings, duration: Optional[float], streams: Sequence[str], speed: float, machines: int) -> None:
     screen = Screen()
     started = time.monotonic()
     watcher = asyncio.create_task(_watch(settings, screen))
     await _wait_for_worker(settings, screen)
 
     def count(topic: str, event: Any) -> None:
-        if event.kind == "reading":
-            screen.counts["readings"] += 1
+        if is_paced(event):
+            screen.counts["sent"] += 1
 
-    producer = asyncio.create_task(
-        produce(settings, maintenance_events(settings, machines, seed=int(time.time())), rate, duration=duration, on_event=count)
-    )
+    seed = int(time.time())
+    producers = [
+        asyncio.create_task(produce(
+            settings, STREAMS[name].live(settings, seed, machines if name == "maintenance" else None),
+            STREAMS[name].demo_rate * speed, duration=duration, on_event=count,
+        ))
+        for name in streams
+    ]
     await _send_bad_input(settings)
     try:
-        while not producer.done():
+        while not all(p.done() for p in producers):
             await asyncio.sleep(5.0)
             screen.status(time.monotonic() - started)
-        await producer
+        await asyncio.gather(*producers)
         await asyncio.sleep(3.0)  # the last outputs
         screen.status(time.monotonic() - started)
     finally:
-        for task in (producer, watcher):
+        for task in (*producers, watcher):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
 
 
-def _ensure_model(settings: Settings) -> None:
+def _ensure_models(settings: Settings, streams: Sequence[str]) -> None:
     registry = ModelRegistry(settings.model_dir)
-    if registry.current("maintenance") is not None:
+    missing = [name for name in streams if registry.current(name) is None]
+    if not missing:
         return
-    print("No maintenance model yet: training one on simulated history (about a minute).", flush=True)
+    print(f"No model yet for {', '.join(missing)}: training on simulated history (about a minute each).", flush=True)
     from stream_app.training.cli import train_streams
 
-    train_streams(settings, ("maintenance",), data=None, outcomes=None, quick=False)
+    train_streams(settings, missing, data=None, outcomes=None, quick=False)
 
 
 def _start_worker(settings: Settings) -> subprocess.Popen[bytes]:
@@ -212,19 +223,16 @@ def _start_worker(settings: Settings) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "stream_app", "worker"], stdout=log_file, stderr=subprocess.STDOUT, env=env)
 
 
-def run_demo(settings: Settings, duration: Optional[float], rate: float, machines: int) -> int:
+def run_demo(settings: Settings, duration: Optional[float], streams: Sequence[str], speed: float, machines: int) -> int:
     broker = ensure_broker(settings.bootstrap_servers, settings.uses_embedded_broker, settings.data_dir / "broker.log")
     worker: Optional[subprocess.Popen[bytes]] = None
     try:
         asyncio.run(ensure_topics(settings.bootstrap_servers, contract_topics(settings), settings.topic_partitions))
-        _ensure_model(settings)
+        _ensure_models(settings, streams)
         worker = _start_worker(settings)
-        print(
-            f"simulating {machines} machines at {rate:g} readings/s; alerts appear below "
-            f"({'for %.0f s' % duration if duration else 'Ctrl-C stops'})",
-            flush=True,
-        )
-        asyncio.run(_run(settings, duration, rate, machines))
+        rates = ", ".join(f"{name} {STREAMS[name].demo_rate * speed:g}/s" for name in streams)
+        print(f"simulating {rates}; alerts appear below ({'for %.0f s' % duration if duration else 'Ctrl-C stops'})", flush=True)
+        asyncio.run(_run(settings, duration, streams, speed, machines))
     except KeyboardInterrupt:
         print("\nstopping", flush=True)
     finally:

@@ -60,4 +60,5 @@ DEMAND_REALIZED = Counter(f"{PREFIX}_demand_realized_units_total", "Realised uni
 DEMAND_COVERAGE = Gauge(f"{PREFIX}_demand_interval_coverage_ratio", "Share of checked forecasts inside P10-P90 since the worker started (target 0.8)", ["horizon_bucket"])
 DEMAND_WAPE = Gauge(f"{PREFIX}_demand_wape_ratio", "sum |realised - P50| / sum realised of checked forecasts since the worker started", ["horizon_bucket"])
 DEMAND_SERIES = Gauge(f"{PREFIX}_demand_series", "SKU x market series this worker forecasts")
+DEMAND_FAILED_CLOSES = Counter(f"{PREFIX}_demand_failed_closes_total", "Partition days closed without forecasts because forecasting raised (see the log)")
 

@@ -8,27 +8,29 @@ import asyncio
 from stream_app.broker import ensure_broker
 from stream_app.kafka_io import ensure_topics
 from stream_app.settings import Settings
-from stream_app.simulation.maintenance import FleetConfig, FleetSimulator
-from stream_app.simulation.producer import DriftInjection, inject_drift, maintenance_events, produce
+from stream_app.simulation.producer import DriftInjection, inject_drift, produce
+from stream_app.simulation.streams import STREAMS
 
 
 def simulate(settings: Settings, args: argparse.Namespace) -> int:
+    stream = STREAMS[args.stream]
+    size = args.machines if args.stream == "maintenance" else args.size
     if args.history:
+        from stream_app.training.data import write_jsonl
+
         args.history.mkdir(parents=True, exist_ok=True)
-        history = FleetSimulator(FleetConfig(n_machines=args.machines, seed=args.seed)).history(args.lives)
-        readings, outcomes = args.history / "readings.jsonl", args.history / "outcomes.jsonl"
-        history.write(readings, outcomes)
-        print(f"wrote {len(history.readings)} readings to {readings} and {len(history.outcomes)} outcomes to {outcomes}")
+        for name, events in stream.history(args.seed, size, args.lives).items():
+            write_jsonl(args.history / name, events)
+            print(f"wrote {len(events)} events to {args.history / name}")
         return 0
 
     broker = ensure_broker(settings.bootstrap_servers, settings.uses_embedded_broker, settings.data_dir / "broker.log")
     try:
-        topics = [settings.topics.sensor_readings, settings.topics.maintenance_outcomes]
-        asyncio.run(ensure_topics(settings.bootstrap_servers, topics, settings.topic_partitions))
-        events = maintenance_events(settings, args.machines, args.seed)
+        asyncio.run(ensure_topics(settings.bootstrap_servers, stream.topics(settings), settings.topic_partitions))
+        events = stream.live(settings, args.seed, size)
         if args.drift:
             events = inject_drift(events, DriftInjection.parse(args.drift))
-        print(f"producing simulated readings of {args.machines} machines at {args.rate:g}/s to {settings.bootstrap_servers}", flush=True)
+        print(f"producing simulated {args.stream} events at {args.rate:g}/s to {settings.bootstrap_servers}", flush=True)
         try:
             stats = asyncio.run(produce(settings, events, args.rate, duration=args.duration, count=args.count))
         except KeyboardInterrupt:

@@ -4,46 +4,109 @@ new model version, print where it and its evaluation report are."""
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
-from stream_app.registry import ModelRegistry
+from stream_app.registry import ModelRegistry, ModelVersion
 from stream_app.settings import Settings
 
 
-def _train_maintenance(registry: ModelRegistry, data: Optional[Path], outcomes: Optional[Path], quick: bool) -> str:
-    from stream_app.training.data import DataError, load_history
-    from stream_app.training.maintenance import TrainConfig, simulated_history, train_maintenance
+@dataclass(frozen=True)
+class Trainer:
+    """How one stream trains: its history from files (events + ground truth or calendar), or
+    simulated, and its train function. Imports happen on use: torch is slow to import."""
 
+    load: Callable[[Path, Optional[Path]], Any]  # -> object with two lists, .summary(), .source()
+    simulate: Callable[[bool], tuple[list[Any], list[Any]]]  # quick -> (events, second input)
+    train: Callable[..., ModelVersion]  # (registry, events, second, config, progress, source=)
+    config: Callable[[bool], Any]  # quick -> TrainConfig
+    simulated_what: str
+
+
+def _maintenance() -> Trainer:
+    from stream_app.training import maintenance as m
+    from stream_app.training.data import load_history
+
+    return Trainer(
+        load=lambda data, outcomes: _pair(load_history(data, outcomes), "readings", "outcomes"),
+        simulate=lambda quick: m.simulated_history(n_machines=40 if quick else 200),
+        train=m.train_maintenance,
+        config=lambda quick: m.TrainConfig.quick() if quick else m.TrainConfig(),
+        simulated_what="the history of 200 machines (40 with --quick), two runs to failure each",
+    )
+
+
+def _supply_chain() -> Trainer:
+    from stream_app.training import supply_chain as s
+
+    return Trainer(
+        load=lambda data, verdicts: _pair(s.load_history(data, verdicts), "transactions", "verdicts"),
+        simulate=lambda quick: s.simulated_history(),
+        train=s.train_supply_chain,
+        config=lambda quick: s.TrainConfig.quick() if quick else s.TrainConfig(),
+        simulated_what="120 days of a pharmaceutical distribution network with labelled attacks",
+    )
+
+
+def _demand() -> Trainer:
+    from stream_app.training import demand as d
+    from stream_app.training.demand_data import load_demand_history, simulated_history
+
+    return Trainer(
+        load=lambda data, calendar: _pair(load_demand_history(data, calendar), "sales", "calendar"),
+        simulate=lambda quick: simulated_history(),
+        train=d.train_demand,
+        config=lambda quick: d.TrainConfig.quick() if quick else d.TrainConfig(),
+        simulated_what="two years of sales of 40 SKUs across markets, with their calendar",
+    )
+
+
+TRAINERS: dict[str, Callable[[], Trainer]] = {"maintenance": _maintenance, "supply-chain": _supply_chain, "demand": _demand}
+# What --outcomes means per stream.
+SECOND_INPUT = {"maintenance": "failures/repairs", "supply-chain": "verdicts", "demand": "calendar"}
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    first: list[Any]
+    second: list[Any]
+    summary: str
+    source: dict[str, str]
+
+
+def _pair(history: Any, first: str, second: str) -> _Loaded:
+    return _Loaded(getattr(history, first), getattr(history, second), history.summary(), history.source())
+
+
+def _train_one(stream: str, registry: ModelRegistry, data: Optional[Path], second: Optional[Path], quick: bool) -> str:
+    from stream_app.training.data import DataError
+
+    trainer = TRAINERS[stream]()
     source = None
     if data is not None:
         try:
-            history = load_history(data, outcomes)
+            loaded = trainer.load(data, second)
         except DataError as exc:
-            raise SystemExit(f"cannot train on {data}: {exc}") from None
-        print(history.summary(), flush=True)
-        readings, outs, source = history.readings, history.outcomes, history.source()
+            raise SystemExit(f"cannot train {stream} on {data}: {exc}") from None
+        print(loaded.summary, flush=True)
+        first_input, second_input, source = loaded.first, loaded.second, loaded.source
     else:
-        machines = 40 if quick else 200
-        print(f"simulating the history of {machines} machines (two runs to failure each)", flush=True)
-        readings, outs = simulated_history(n_machines=machines)
-    config = TrainConfig.quick() if quick else TrainConfig()
-    version = train_maintenance(registry, readings, outs, config, progress=sys.stderr.isatty(), source=source)
-    return _summary(version.manifest, version.path)
+        print(f"{stream}: simulating {trainer.simulated_what}", flush=True)
+        first_input, second_input = trainer.simulate(quick)
+    version = trainer.train(registry, first_input, second_input, trainer.config(quick), sys.stderr.isatty(), source=source)
+    return _summary(stream, version)
 
 
-def _summary(manifest: dict, path: Path) -> str:
-    lines = [f"maintenance model {manifest['version']} written to {path} (now current)"]
-    metrics = manifest.get("metrics", {})
+def _summary(stream: str, version: ModelVersion) -> str:
+    lines = [f"{stream} model {version.version} written to {version.path}"]
+    metrics = version.manifest.get("metrics", {})
     model, baseline = metrics.get("model", {}), metrics.get("baseline", {})
     for key in ("roc_auc", "precision", "recall", "false_positive_rate", "ttf_rmse_hours"):
-        if key in model:
+        if isinstance(model.get(key), (int, float)):
             lines.append(f"  {key:<22} model {model[key]:.3f}   baseline {baseline.get(key, float('nan')):.3f}")
-    lines.append(f"  report: {path / 'report.md'}")
+    lines.append(f"  report: {version.path / 'report.md'}")
     return "\n".join(lines)
-
-
-TRAINERS = {"maintenance": _train_maintenance}
 
 
 def train_streams(
@@ -60,8 +123,9 @@ def train_streams(
         return 2
     registry = ModelRegistry(settings.model_dir)
     for stream in streams:
-        if if_missing and registry.current(stream) is not None:
-            print(f"{stream}: model {registry.current(stream).version} present, not retraining")
+        current = registry.current(stream)
+        if if_missing and current is not None:
+            print(f"{stream}: model {current.version} present, not retraining")
             continue
-        print(TRAINERS[stream](registry, data, outcomes, quick), flush=True)
+        print(_train_one(stream, registry, data, outcomes, quick), flush=True)
     return 0

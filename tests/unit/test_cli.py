@@ -37,13 +37,20 @@ def test_history_then_train_on_it_writes_a_version_with_a_report(isolated: Path,
     assert current is not None and current.version == "v1"
     assert (current.path / "report.md").read_text().startswith("#")
     assert "v1" in capsys.readouterr().out
-    assert main(["train", "all", "--if-missing"]) == 0
+    assert main(["train", "maintenance", "--if-missing"]) == 0
     assert [v.version for v in ModelRegistry(isolated / "models").versions("maintenance")] == ["v1"]
 
 
-def test_streams_without_training_are_refused_clearly(isolated: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["train", "demand"]) == 2
-    assert "not available" in capsys.readouterr().err
+@pytest.mark.parametrize(("stream", "size", "files"), [
+    ("supply-chain", "8", ("transactions.jsonl", "verdicts.jsonl")),
+    ("demand", "2", ("sales.jsonl", "calendar.jsonl")),
+])
+def test_every_stream_writes_a_history_in_the_contract_layout(isolated: Path, stream: str, size: str, files: tuple[str, str]) -> None:
+    out = isolated / stream
+    assert main(["simulate", "--stream", stream, "--history", str(out), "--size", size]) == 0
+    first = json.loads((out / files[0]).read_text().splitlines()[0])
+    assert "event_id" in first and "ts" in first
+    assert (out / files[1]).exists()
 
 
 def test_drift_injection_scales_one_sensor_after_n_readings() -> None:
