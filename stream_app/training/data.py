@@ -308,18 +308,18 @@ def load_outcomes(path: PathLike, fmt: Optional[str] = None) -> LoadResult[Maint
     return _load(path, MaintenanceOutcome, "outcome", fmt)
 
 
-@dataclass
-class History:
-    readings: list[SensorReading]
-    outcomes: list[MaintenanceOutcome]
+class LoadSummary:
+    """For a history loaded from files: what loading said, for the console and the report.
+    Mixed into each stream's history dataclass, which holds `reports`."""
+
     reports: list[LoadResult[Any]]
 
     def summary(self) -> str:
         return "\n".join(r.summary() for r in self.reports)
 
     def source(self) -> dict[str, str]:
-        """Per file, one line for the training report (`train_maintenance(..., source=...)`),
-        with the first bad lines."""
+        """Per file, one line for the training report (`train_*(..., source=...)`), with the
+        first bad lines."""
         out = {}
         for r in self.reports:
             text = r.summary()
@@ -327,6 +327,13 @@ class History:
                 text += "; first: " + "; ".join(str(e) for e in r.errors[:3])
             out[r.path] = text
         return out
+
+
+@dataclass
+class History(LoadSummary):
+    readings: list[SensorReading]
+    outcomes: list[MaintenanceOutcome]
+    reports: list[LoadResult[Any]]
 
 
 def load_history(data: PathLike, outcomes: Optional[PathLike] = None) -> History:

@@ -118,23 +118,10 @@ def load_calendar(path: Path | str) -> loaders.LoadResult[CalendarEntry]:
 
 
 @dataclass
-class DemandHistory:
+class DemandHistory(loaders.LoadSummary):
     sales: list[SalesEvent]
     calendar: list[CalendarEntry]
     reports: list[loaders.LoadResult[Any]]
-
-    def summary(self) -> str:
-        return "\n".join(r.summary() for r in self.reports)
-
-    def source(self) -> dict[str, str]:
-        """Per file, one line for the training report, with the first bad lines."""
-        out = {}
-        for r in self.reports:
-            text = r.summary()
-            if r.errors:
-                text += "; first: " + "; ".join(str(e) for e in r.errors[:3])
-            out[r.path] = text
-        return out
 
 
 def load_demand_history(sales: Path | str, calendar: Optional[Path | str] = None) -> DemandHistory:

@@ -120,22 +120,10 @@ class TrainConfig:
 
 # --- data ---------------------------------------------------------------------------------------------
 @dataclass
-class SupplyChainData:
+class SupplyChainData(loaders.LoadSummary):
     transactions: list[SupplyChainTransaction]
     verdicts: list[SupplyChainVerdict]
     reports: list[loaders.LoadResult[Any]] = field(default_factory=list)
-
-    def summary(self) -> str:
-        return "\n".join(r.summary() for r in self.reports)
-
-    def source(self) -> dict[str, str]:
-        out = {}
-        for r in self.reports:
-            text = r.summary()
-            if r.errors:
-                text += "; first: " + "; ".join(str(e) for e in r.errors[:3])
-            out[r.path] = text
-        return out
 
 
 def _load_jsonl(path: Path | str, model: type) -> loaders.LoadResult[Any]:
