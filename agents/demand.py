@@ -40,6 +40,7 @@ import numpy as np
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agents.intake import RawMessage, decode_batch, limits_from_settings
+from agents.drift import DriftTracker
 from agents.pipeline import Output, StreamPipeline
 from agents.publish import Outbox
 from schemas import CalendarEntry, SalesEvent
@@ -261,16 +262,33 @@ def outputs(settings: Settings, handle: DemandHandle) -> Any:
     return publish
 
 
-def pipeline(settings: Settings, scorer: DemandScorer, handle: DemandHandle, outbox: Outbox) -> StreamPipeline[Any, Scored]:
+def drift_values(pairs: Sequence[tuple[SalesEvent, RawMessage]], results: Sequence[Scored]) -> dict[str, list[float]]:
+    """What drift is watched on: units and prices as sold, and the forecasts' 7-day P50 and
+    confidence (the last two also by the distribution test)."""
+    forecasts = [fr.forecast for result, _ in results for fr in result.forecasts]
+    return {
+        "units": [event.units for event, _ in pairs],
+        "unit_price": [event.unit_price for event, _ in pairs],
+        "forecast_7d_p50": [f.total_7d.p50 for f in forecasts],
+        "confidence": [f.confidence for f in forecasts],
+    }
+
+
+def pipeline(
+    settings: Settings, scorer: DemandScorer, handle: DemandHandle, outbox: Outbox, table: Optional[Any] = None
+) -> StreamPipeline[Any, Scored]:
     def score(pairs: list[tuple[SalesEvent, RawMessage]]) -> list[Scored]:
         results = scorer.score_batch([(event, message.partition or 0) for event, message in pairs])
         metrics.DEMAND_SERIES.set(scorer.series_count())
         return [(result, message) for result, (_, message) in zip(results, pairs)]
 
-    return _PartitionedPipeline(STREAM, SalesEvent, settings, score, outputs(settings, handle), outbox, handle.executor)
+    drift = None
+    if settings.drift.enabled:
+        drift = DriftTracker(STREAM, settings.drift, drift_values, ("forecast_7d_p50", "confidence"), table)
+    return _PartitionedPipeline(STREAM, SalesEvent, settings, score, outputs(settings, handle), outbox, handle.executor, drift)
 
 
-def register(app: Any, settings: Settings, registry: ModelRegistry) -> DemandHandle:
+def register(app: Any, settings: Settings, registry: ModelRegistry, drift_state: Optional[Any] = None) -> DemandHandle:
     """Declare the demand agent and the calendar reader on `app`."""
     topics = settings.topics
     sales = app.topic(topics.sales_events, key_serializer="raw", value_serializer="raw")
@@ -290,7 +308,7 @@ def register(app: Any, settings: Settings, registry: ModelRegistry) -> DemandHan
     async def forecast_demand(stream: Any) -> None:
         scorer = await handle.get()
         await handle.calendar_ready()
-        run = pipeline(settings, scorer, handle, Outbox(app.producer))
+        run = pipeline(settings, scorer, handle, Outbox(app.producer), drift_state)
         async for events in stream.take_events(conf.batch_max, within=conf.batch_within_s):
             messages = [RawMessage.from_faust(e) for e in events]
             await handle.ensure_warm(messages)

@@ -38,7 +38,7 @@ def create_app(settings: Settings, health: Optional[Health] = None) -> faust.App
     drift_state = drift_table(app, settings.topic_partitions)
     health = health or Health()
     maintenance.register(app, settings, registry, drift_state, health)
-    demand.register(app, settings, registry)
+    demand.register(app, settings, registry, drift_state)
     supply_chain.register(app, settings, registry, drift_state, health)
 
     @app.timer(interval=2.0)
