@@ -77,6 +77,8 @@ def start_worker(tmp_path: Path, broker: EmbeddedBroker) -> Iterator[Callable[..
             "DATA_DIR": str(tmp_path / f"data-{len(workers)}"),
             "METRICS_PORT": "0",
             "BROKER_REBALANCE_TIMEOUT_S": "4",
+            # Logs reach the file as they are written: tests read them while the worker runs.
+            "PYTHONUNBUFFERED": "1",
             **env,
         }
         proc = subprocess.Popen(
