@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 from agents.drift import DriftTracker
 from agents.intake import RawMessage, decode_batch, limits_from_settings
 from agents.pipeline import Output, StreamPipeline
 from agents.publish import Outbox
+from agents.shared_scorer import SharedScorer
 from schemas import MaintenanceOutcome, SensorReading
 from stream_app import metrics
 from stream_app.health import Health
@@ -29,40 +29,12 @@ log = logging.getLogger(__name__)
 STREAM = "maintenance"
 
 
-class ScorerHandle:
-    """The stream's one scorer, loaded once in the inference thread and shared by the readings
-    and outcomes agents (their partitions are co-assigned: both topics are keyed by machine)."""
+class ScorerHandle(SharedScorer[MaintenanceScorer]):
+    """Shared by the readings and outcomes agents (their partitions are co-assigned: both
+    topics are keyed by machine)."""
 
     def __init__(self, registry: ModelRegistry, settings: Settings) -> None:
-        self.registry = registry
-        self.settings = settings
-        # One inference thread: the scorer's per-machine state is not shared between threads,
-        # and a single thread keeps each machine's readings in order.
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="maintenance-scoring")
-        self._scorer: Optional[asyncio.Future[MaintenanceScorer]] = None
-
-    async def get(self) -> MaintenanceScorer:
-        if self._scorer is None:
-            loop = asyncio.get_running_loop()
-            self._scorer = loop.run_in_executor(self.executor, MaintenanceScorer.load, self.registry, self.settings.maintenance)
-            scorer = await self._scorer
-            metrics.MODEL_INFO.labels(STREAM, MODEL_NAME, scorer.model_version or "none").set(1)
-            log.info("maintenance scorer ready: model version %s", scorer.model_version or "none (rules only)")
-        return await self._scorer
-
-    def fall_back(self, exc: Exception) -> Callable[[list[SensorReading]], list[ScoredReading]]:
-        """The model failed at inference: serve this stream from its rules from now on (the
-        outcomes agent too), saying why on every prediction."""
-        assert self._scorer is not None and self._scorer.done()
-        failed = self._scorer.result()
-        reason = f"model unavailable: {MODEL_NAME} {failed.model_version} failed at inference ({type(exc).__name__}: {exc})"
-        scorer = failed.rules_only(reason[:400])
-        future: asyncio.Future[MaintenanceScorer] = asyncio.get_running_loop().create_future()
-        future.set_result(scorer)
-        self._scorer = future
-        metrics.MODEL_INFO.labels(STREAM, MODEL_NAME, failed.model_version or "none").set(0)
-        metrics.MODEL_INFO.labels(STREAM, MODEL_NAME, "none").set(1)
-        return scorer.score_batch
+        super().__init__(STREAM, MODEL_NAME, settings, lambda: MaintenanceScorer.load(registry, settings.maintenance))
 
 
 def outputs(settings: Settings) -> Callable[[ScoredReading], Iterator[Output]]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -22,6 +21,7 @@ from agents.drift import DriftTracker
 from agents.intake import RawMessage, decode_batch, limits_from_settings
 from agents.pipeline import Output, StreamPipeline
 from agents.publish import Outbox
+from agents.shared_scorer import SharedScorer
 from schemas import SupplyChainTransaction, SupplyChainVerdict
 from stream_app import metrics
 from stream_app.health import Health
@@ -36,41 +36,15 @@ VERDICT_RESULTS = ("confirmed_flagged", "confirmed_missed", "cleared_flagged", "
 Score = Callable[[list[SupplyChainTransaction]], list[ScoredTransaction]]
 
 
-class ScorerHandle:
-    """The stream's one scorer, loaded once in its inference thread; the scoring agent, the
-    verdicts agent and the graph follower all use it there (the graph is not shared across
-    threads)."""
+class ScorerHandle(SharedScorer[SupplyChainScorer]):
+    """Shared by the scoring agent, the verdicts agent and the graph follower, which all use the
+    scorer in its inference thread (the graph is not shared across threads)."""
 
     def __init__(self, registry: ModelRegistry, settings: Settings) -> None:
-        self.registry = registry
-        self.settings = settings
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="supply-chain-scoring")
-        self._scorer: Optional[asyncio.Future[SupplyChainScorer]] = None
-
-    async def get(self) -> SupplyChainScorer:
-        if self._scorer is None:
-            loop = asyncio.get_running_loop()
-            limits = limits_from_settings(self.settings)
-            self._scorer = loop.run_in_executor(
-                self.executor, lambda: SupplyChainScorer.load(self.registry, self.settings.supply_chain, limits=limits)
-            )
-            scorer = await self._scorer
-            metrics.MODEL_INFO.labels(STREAM, MODEL_NAME, scorer.model_version or "none").set(1)
-            log.info("supply-chain scorer ready: model version %s", scorer.model_version or "none (rules only)")
-        return await self._scorer
-
-    def fall_back(self, exc: Exception) -> Score:
-        """The model failed at inference: rules only from now on, on the same graph."""
-        assert self._scorer is not None and self._scorer.done()
-        failed = self._scorer.result()
-        reason = f"model unavailable: {MODEL_NAME} {failed.model_version} failed at inference ({type(exc).__name__}: {exc})"
-        scorer = failed.rules_only(reason[:400])
-        future: asyncio.Future[SupplyChainScorer] = asyncio.get_running_loop().create_future()
-        future.set_result(scorer)
-        self._scorer = future
-        metrics.MODEL_INFO.labels(STREAM, MODEL_NAME, failed.model_version or "none").set(0)
-        metrics.MODEL_INFO.labels(STREAM, MODEL_NAME, "none").set(1)
-        return scorer.score_batch
+        limits = limits_from_settings(settings)
+        super().__init__(
+            STREAM, MODEL_NAME, settings, lambda: SupplyChainScorer.load(registry, settings.supply_chain, limits=limits)
+        )
 
 
 class GraphFollower:
