@@ -5,32 +5,17 @@ from __future__ import annotations
 import asyncio
 import json
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Optional
+from typing import Any
 
 import pytest
 
 from agents.intake import RawMessage
 from agents.maintenance import pipeline
 from agents.publish import Outbox
+from tests.unit.agent_fixtures import RecordingProducer
 from stream_app.registry import ModelRegistry
 from stream_app.scoring.maintenance import MaintenanceScorer
 from stream_app.settings import Settings
-
-
-class RecordingProducer:
-    """Stands in for Faust's producer: records sends, acknowledges at once."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, Optional[bytes], dict[str, Any]]] = []
-
-    async def send(self, topic: str, key: Optional[bytes], value: bytes, *_: Any) -> "asyncio.Future[None]":
-        self.sent.append((topic, key, json.loads(value)))
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        fut.set_result(None)
-        return fut
-
-    def on(self, topic: str) -> list[dict[str, Any]]:
-        return [v for t, _, v in self.sent if t == topic]
 
 
 def _message(offset: int, value: bytes, key: bytes = b"m1") -> RawMessage:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any, Optional
+from typing import Any
 
 from agents.demand import DemandHandle, pipeline
 from agents.intake import RawMessage
@@ -13,23 +13,8 @@ from stream_app import metrics
 from stream_app.registry import ModelRegistry
 from stream_app.scoring.demand import DemandScorer
 from stream_app.settings import DemandSettings, Settings
+from tests.unit.agent_fixtures import RecordingProducer
 from tests.unit.demand_fixtures import sale
-
-
-class RecordingProducer:
-    """Stands in for Faust's producer: records sends, acknowledges at once."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, Optional[bytes], dict[str, Any]]] = []
-
-    async def send(self, topic: str, key: Optional[bytes], value: bytes, *_: Any) -> "asyncio.Future[None]":
-        self.sent.append((topic, key, json.loads(value)))
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        fut.set_result(None)
-        return fut
-
-    def on(self, topic: str) -> list[dict[str, Any]]:
-        return [v for t, _, v in self.sent if t == topic]
 
 
 def _value(event_id: str, day: int, market: str = "DE") -> dict[str, Any]:

@@ -15,7 +15,7 @@ from agents.supply_chain import GraphFollower, ScorerHandle, apply_verdicts, pip
 from stream_app.registry import ModelRegistry
 from stream_app.settings import Settings
 from tests.integration.supply_chain_fixtures import live_scenario, one_torch_thread, supply_chain_model_dir  # noqa: F401
-from tests.unit.test_agent_maintenance import RecordingProducer
+from tests.unit.agent_fixtures import RecordingProducer
 from tests.unit.test_supply_chain_graph import chain, tx
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
