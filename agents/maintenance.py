@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 
 from agents.drift import DriftTracker
 from agents.intake import RawMessage, decode_batch, limits_from_settings
+from agents.maintenance_state import MachineStateKeeper
 from agents.pipeline import Output, StreamPipeline
 from agents.publish import Outbox
 from agents.shared_scorer import SharedScorer
@@ -35,6 +36,10 @@ class ScorerHandle(SharedScorer[MaintenanceScorer]):
 
     def __init__(self, registry: ModelRegistry, settings: Settings) -> None:
         super().__init__(STREAM, MODEL_NAME, settings, lambda: MaintenanceScorer.load(registry, settings.maintenance))
+        self.keeper = MachineStateKeeper(settings, self.run)
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
 
 def outputs(settings: Settings) -> Callable[[ScoredReading], Iterator[Output]]:
@@ -66,6 +71,21 @@ def drift_values(readings: Sequence[SensorReading], results: Sequence[ScoredRead
     return values
 
 
+class _StatefulPipeline(StreamPipeline[SensorReading, ScoredReading]):
+    """Tells the state keeper what each batch changes, and leaves out readings a restored
+    machine state already includes."""
+
+    def __init__(self, keeper: MachineStateKeeper, *args: Any) -> None:
+        super().__init__(*args)
+        self.keeper = keeper
+
+    async def _score(self, events: list[SensorReading], origin: list[RawMessage]) -> Any:
+        events, origin = self.keeper.admit(events, origin)
+        if not events:
+            return [], []
+        return await super()._score(events, origin)
+
+
 def pipeline(
     settings: Settings,
     scorer: MaintenanceScorer,
@@ -73,13 +93,13 @@ def pipeline(
     executor: Any,
     table: Optional[Any] = None,
     fallback: Optional[Callable[[Exception], Callable[[list[SensorReading]], list[ScoredReading]]]] = None,
+    keeper: Optional[MachineStateKeeper] = None,
 ) -> StreamPipeline[SensorReading, ScoredReading]:
     drift = None
     if settings.drift.enabled:
         drift = DriftTracker(STREAM, settings.drift, drift_values, ("failure_probability", "confidence"), table)
-    return StreamPipeline(
-        STREAM, SensorReading, settings, scorer.score_batch, outputs(settings), outbox, executor, drift, fallback
-    )
+    args = (STREAM, SensorReading, settings, scorer.score_batch, outputs(settings), outbox, executor, drift, fallback)
+    return StreamPipeline(*args) if keeper is None else _StatefulPipeline(keeper, *args)
 
 
 def _apply_outcome(scorer: MaintenanceScorer, outcome: MaintenanceOutcome) -> bool:
@@ -106,7 +126,9 @@ async def apply_outcomes(handle: ScorerHandle, outbox: Outbox, messages: Sequenc
     loop = asyncio.get_running_loop()
     reset = 0
     for outcome in intake.events:
-        reset += await loop.run_in_executor(handle.executor, _apply_outcome, scorer, outcome)
+        if await loop.run_in_executor(handle.executor, _apply_outcome, scorer, outcome):
+            handle.keeper.changed(outcome.machine_id)
+            reset += 1
     await outbox.flush()
     return reset
 
@@ -128,11 +150,21 @@ def register(
     # concurrency=1: more would commit offsets past unprocessed messages (faust-streaming #606).
     @app.agent(readings, name="maintenance-scorer", concurrency=1)
     async def score_sensor_readings(stream: Any) -> None:
-        run = pipeline(settings, await handle.get(), Outbox(app.producer), handle.executor, drift_state, handle.fall_back)
+        keeper = handle.keeper
+        run = pipeline(settings, await handle.get(), Outbox(app.producer), handle.executor, drift_state,
+                       handle.fall_back, keeper)
         async for events in stream.take_events(conf.batch_max, within=conf.batch_within_s):
-            await run.process([RawMessage.from_faust(e) for e in events])
+            messages = [RawMessage.from_faust(e) for e in events]
+            await keeper.ensure_warm(await handle.get(), messages)
+            await run.process(messages)
+            if keeper.snapshot_due():  # between batches: everything applied so far is published
+                await keeper.snapshot(await handle.get(), app.producer)
             if health is not None:
                 health.progressed()
+
+    @app.on_partitions_revoked.connect
+    async def drop_revoked_machine_state(_app: Any, revoked: set[Any], **_: Any) -> None:
+        await handle.keeper.revoked(await handle.get(), {tp.partition for tp in revoked if tp.topic == topics.sensor_readings})
 
     @app.agent(outcomes, name="maintenance-outcomes", concurrency=1)
     async def reset_on_outcomes(stream: Any) -> None:

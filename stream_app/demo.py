@@ -14,12 +14,12 @@ from datetime import datetime
 from typing import Any, Optional, Sequence
 
 from stream_app.broker import ensure_broker
-from stream_app.kafka_io import consume_json, encode_json, ensure_topics, json_producer
+from stream_app.kafka_io import consume_json, encode_json, json_producer
 from stream_app.registry import ModelRegistry
 from stream_app.settings import Settings
 from stream_app.simulation.producer import is_paced, produce
 from stream_app.simulation.streams import STREAMS
-from stream_app.worker import contract_topics
+from stream_app.worker import ensure_contract_topics
 
 # A few malformed messages mixed in, to show that bad input lands in dead-letters and the
 # worker carries on.
@@ -227,7 +227,7 @@ def run_demo(settings: Settings, duration: Optional[float], streams: Sequence[st
     broker = ensure_broker(settings.bootstrap_servers, settings.uses_embedded_broker, settings.data_dir / "broker.log")
     worker: Optional[subprocess.Popen[bytes]] = None
     try:
-        asyncio.run(ensure_topics(settings.bootstrap_servers, contract_topics(settings), settings.topic_partitions))
+        asyncio.run(ensure_contract_topics(settings))
         _ensure_models(settings, streams)
         worker = _start_worker(settings)
         rates = ", ".join(f"{name} {STREAMS[name].demo_rate * speed:g}/s" for name in streams)

@@ -26,8 +26,12 @@ def probe_metadata(bootstrap: str, timeout: float = 2.0) -> None:
     asyncio.run(_probe(bootstrap, timeout))
 
 
-async def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int) -> list[str]:
-    """Create the topics that do not exist yet; return the ones created."""
+async def ensure_topics(
+    bootstrap: str, names: Iterable[str], partitions: int, compacted: Iterable[str] = ()
+) -> list[str]:
+    """Create the topics that do not exist yet (`compacted` ones with cleanup.policy=compact:
+    only the latest record per key matters); return the ones created."""
+    compact = set(compacted)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
@@ -36,7 +40,9 @@ async def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int) -
         if wanted:
             try:
                 await admin.create_topics(
-                    [NewTopic(name=n, num_partitions=partitions, replication_factor=1) for n in wanted]
+                    [NewTopic(name=n, num_partitions=partitions, replication_factor=1,
+                              topic_configs={"cleanup.policy": "compact"} if n in compact else {})
+                     for n in wanted]
                 )
             except TopicAlreadyExistsError:
                 pass  # another process created it meanwhile

@@ -43,6 +43,11 @@ ALERT_LEAD_HOURS = Histogram(
 )
 CONSUMER_LAG = Gauge(f"{PREFIX}_consumer_lag", "Messages behind the partition's high-water mark", ["topic", "partition"])
 SCORER_FALLBACKS = Counter(f"{PREFIX}_scorer_fallbacks_total", "Times a stream's model failed at inference and its rules took over", ["stream"])
+# Per-entity state handed between workers (agents/maintenance_state.py).
+STATE_SNAPSHOT_RECORDS = Counter(f"{PREFIX}_state_snapshot_records_total", "Entity states written to the state topic", ["stream"])
+STATE_RESTORED = Counter(f"{PREFIX}_state_restored_total", "Entity states loaded from the state topic on taking a partition over", ["stream"])
+STATE_REPLAYED = Counter(f"{PREFIX}_state_replayed_events_total", "Events replayed (not published) to bring restored state up to date", ["stream"])
+STATE_SKIPPED = Counter(f"{PREFIX}_state_skipped_events_total", "Redelivered events skipped: a restored state already included them", ["stream"])
 MODEL_INFO = Gauge(f"{PREFIX}_model_info", "1 for the model version a stream serves", ["stream", "model", "version"])
 # Demand: what happened to each sales event, and the live accuracy of published forecasts. At
 # each day's close every earlier forecast of that day (made 1..30 days before) is checked

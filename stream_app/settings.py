@@ -29,6 +29,8 @@ class Topics(BaseModel):
     explanations: str = "explanations"
     drift_events: str = "drift-events"
     dead_letters: str = "dead-letters"
+    # Internal (workers only, compacted): per-machine model state snapshots for hand-over.
+    maintenance_state: str = "maintenance-state"
 
 
 class MaintenanceSettings(BaseModel):
@@ -44,6 +46,10 @@ class MaintenanceSettings(BaseModel):
     # Micro-batch: up to batch_max events, or whatever arrived within batch_within_s.
     batch_max: int = Field(500, ge=1)
     batch_within_s: float = Field(0.05, gt=0.0)
+    # Per-machine state (LSTM state, history, cooldowns) is snapshot to the maintenance-state
+    # topic this often; a worker taking a partition over loads it and replays the readings since.
+    snapshot_interval_s: float = Field(10.0, gt=0.0)
+    restore_on_assign: bool = True
 
 
 class DriftSettings(BaseModel):

@@ -36,7 +36,7 @@ import math
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Optional, Sequence
+from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
@@ -150,6 +150,8 @@ class MachineStates:
 
     def __init__(self, capacity: int, n_rule: int, model: Optional[LoadedModel], window: int = HISTORY_WINDOW) -> None:
         self.slots: dict[str, int] = {}
+        self._free: list[int] = []  # slots of dropped machines, reused before new ones
+        self._next = 0
         self.capacity = max(1, capacity)
         self.window = window
         # name -> (per-slot shape, dtype, fill)
@@ -179,11 +181,59 @@ class MachineStates:
             setattr(self, name, torch.zeros(self._layers, self.capacity, self._hidden))
 
     def add(self, machine_id: str) -> int:
-        slot = len(self.slots)
-        if slot == self.capacity:
-            self._grow()
+        if self._free:
+            slot = self._free.pop()
+        else:
+            slot, self._next = self._next, self._next + 1
+            if slot == self.capacity:
+                self._grow()
         self.slots[machine_id] = slot
         return slot
+
+    def drop(self, machine_ids: Iterable[str]) -> None:
+        """Forget machines (their partition moved to another worker); their slots are reused."""
+        slots = [self.slots.pop(m) for m in machine_ids if m in self.slots]
+        if slots:
+            index = np.array(slots, dtype=np.int64)
+            self.reset(index)
+            self.newest_ts[index] = -np.inf
+            self._free.extend(slots)
+
+    def export(self, slot: int) -> dict[str, np.ndarray]:
+        """One machine's state as plain arrays (event ids as fixed-width strings, so the
+        snapshot loads without pickle)."""
+        out: dict[str, np.ndarray] = {}
+        for name in self._spec:
+            value = getattr(self, name)[slot]
+            if name == "hist_ids":
+                value = np.array(["" if v is None else v for v in value], dtype=str)
+            out[name] = np.asarray(value)
+        for name in self._tensors:
+            out[name] = getattr(self, name)[:, slot].numpy().copy()
+        return out
+
+    def restore(self, machine_id: str, arrays: Mapping[str, np.ndarray]) -> None:
+        """Load what export() gave, into the machine's slot (added if new). Raises ValueError,
+        leaving the machine as it was, when the arrays do not fit this state's layout."""
+        expected = set(self._spec) | set(self._tensors)
+        if set(arrays) != expected:
+            raise ValueError(f"state fields {sorted(set(arrays) ^ expected)} do not match this model")
+        for name, (shape, _, _) in self._spec.items():
+            if arrays[name].shape != shape:
+                raise ValueError(f"state field {name} has shape {arrays[name].shape}, expected {shape}")
+        for name in self._tensors:
+            if arrays[name].shape != (self._layers, self._hidden):
+                raise ValueError(f"state field {name} has shape {arrays[name].shape}")
+        slot = self.slots.get(machine_id)
+        if slot is None:
+            slot = self.add(machine_id)
+        for name in self._spec:
+            value = arrays[name]
+            if name == "hist_ids":
+                value = np.array([v or None for v in value.tolist()], dtype=object)
+            getattr(self, name)[slot] = value
+        for name in self._tensors:
+            getattr(self, name)[:, slot] = torch.from_numpy(arrays[name])
 
     def _grow(self) -> None:
         old, self.capacity = self.capacity, 2 * self.capacity
@@ -254,7 +304,7 @@ class MachineStates:
         total = sum(getattr(self, name).nbytes for name in self._spec)
         total += sum(getattr(self, name).numel() * getattr(self, name).element_size() for name in self._tensors)
         if "hist_ids" in self._spec:
-            used = self.hist_ids[: len(self.slots)]
+            used = self.hist_ids[list(self.slots.values())]
             total += sum(len(s) + 49 for s in used[used != None].tolist())  # noqa: E711 (elementwise)
         return total
 
@@ -294,6 +344,7 @@ class _Batch:
         self.suppressed = np.zeros(n, dtype=bool)
         self.prior_alert_ts = np.full(n, -np.inf)
         self.explanations: dict[int, Explanation] = {}
+        self.explain = True
 
 
 class MaintenanceScorer:
@@ -423,12 +474,38 @@ class MaintenanceScorer:
             self._state.reset(np.array([slot], dtype=np.int64))
             return True
 
-    def score_batch(self, readings: Sequence[SensorReading]) -> list[ScoredReading]:
-        """One result per reading, in input order."""
+    # --- state hand-over between workers -------------------------------------------------------
+    def export_machines(self, machine_ids: Iterable[str]) -> dict[str, dict[str, np.ndarray]]:
+        """The state of these machines (unknown ones skipped), for a snapshot."""
+        with self._lock:
+            slots = self._state.slots
+            return {m: self._state.export(slots[m]) for m in machine_ids if m in slots}
+
+    def import_machines(self, states: Mapping[str, Mapping[str, np.ndarray]]) -> int:
+        """Load snapshot states (taken with this model version); returns how many loaded. A
+        state that does not fit is skipped with a warning: that machine warms up again."""
+        loaded = 0
+        with self._lock:
+            for machine_id, arrays in states.items():
+                try:
+                    self._state.restore(machine_id, arrays)
+                    loaded += 1
+                except (ValueError, KeyError) as exc:
+                    log.warning("maintenance state of %s not restored: %s", machine_id, exc)
+        return loaded
+
+    def drop_machines(self, machine_ids: Iterable[str]) -> None:
+        with self._lock:
+            self._state.drop(machine_ids)
+
+    def score_batch(self, readings: Sequence[SensorReading], explain: bool = True) -> list[ScoredReading]:
+        """One result per reading, in input order. `explain=False` (replaying readings whose
+        outputs were published before) advances state without building explanations."""
         if not readings:
             return []
         with self._lock, torch.no_grad():
             batch = self._prepare(readings)
+            batch.explain = explain and self._explain
             n_rounds = int(batch.round.max()) + 1
             for k in range(n_rounds):
                 self._round(batch, np.flatnonzero(batch.round == k) if n_rounds > 1 else np.arange(len(readings)))
@@ -549,7 +626,7 @@ class MaintenanceScorer:
         b.suppressed[idx], b.prior_alert_ts[idx] = suppressed, prior
         # A model explanation replays the machine's history, so it is made now, before a later
         # round moves that history on; everything else about alerts waits for _results.
-        for pos in np.flatnonzero(alert & model_decides) if self._explain else ():
+        for pos in np.flatnonzero(alert & model_decides) if b.explain else ():
             assert x is not None
             self._explain_model(b, int(idx[pos]), x[pos])
 

@@ -1,13 +1,19 @@
 """Reads every output topic from the beginning and checks, per input event id, that each was
-answered (a prediction or a dead letter) and how many times."""
+answered (a prediction or a dead letter) and how many times; and that every prediction is the
+one an uninterrupted scorer makes (per-machine state survived the faults)."""
 
 from __future__ import annotations
 
 import json
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
 
+from schemas import SensorReading
+from stream_app.registry import ModelRegistry
+from stream_app.scoring.maintenance import MaintenanceScorer
+from stream_app.settings import MaintenanceSettings
 from tests.integration.kafka_clients import OutputReader
 
 
@@ -59,3 +65,43 @@ def verify(reader: OutputReader, expected: Iterable[str], broken: Mapping[str, s
         duplicated_ids=len(dup_ids),
         by_topic={t: len(v) for t, v in reader.messages.items()},
     )
+
+
+@dataclass
+class StateCheck:
+    """Every published prediction against one uninterrupted scorer's over the same input."""
+
+    compared: int
+    mismatched: list[tuple[str, float, float]]  # event id, published, reference probability
+    max_difference: float
+
+    def summary(self) -> str:
+        return (f"{self.compared} predictions checked against the reference state: {len(self.mismatched)} differ "
+                f"(max |dp| {self.max_difference:.2g})")
+
+
+def reference_probabilities(model_dir: Path, readings: Sequence[dict[str, Any]], batch: int = 500) -> dict[str, float]:
+    """Failure probability per event id from one scorer that sees every reading once, in the
+    order sent (each machine's order is its partition's order): the per-machine state a worker
+    group should have, whatever happened to its workers."""
+    scorer = MaintenanceScorer.load(ModelRegistry(model_dir), MaintenanceSettings())
+    events = [SensorReading.model_validate(r) for r in readings]
+    out: dict[str, float] = {}
+    for i in range(0, len(events), batch):
+        for result in scorer.score_batch(events[i : i + batch], explain=False):
+            out[result.prediction.event_id] = result.prediction.failure_probability
+    return out
+
+
+def check_state(reader: OutputReader, reference: Mapping[str, float], tolerance: float = 1e-3) -> StateCheck:
+    mismatched, worst, compared = [], 0.0, 0
+    for p in reader.messages["maintenance-predictions"]:
+        expected = reference.get(p["event_id"])
+        if expected is None:
+            continue
+        compared += 1
+        diff = abs(p["failure_probability"] - expected)
+        worst = max(worst, diff)
+        if diff > tolerance:
+            mismatched.append((p["event_id"], p["failure_probability"], expected))
+    return StateCheck(compared, mismatched, worst)

@@ -476,3 +476,53 @@ def test_from_version_scores_a_version_that_is_not_current(registry):
     (v2.path / "model.pt").unlink()
     with pytest.raises(FileNotFoundError):
         MaintenanceScorer.from_version(v2, MaintenanceSettings())
+
+
+# --- state hand-over -------------------------------------------------------------------------
+def _outputs(results: list[ScoredReading]) -> list[tuple]:
+    return [(r.prediction.failure_probability, r.prediction.confidence, r.prediction.decision_source,
+             r.alert.alert_id if r.alert else None) for r in results]
+
+
+def test_a_machine_state_handed_to_another_scorer_scores_on_identically(registry):
+    """Export after some readings, import into a fresh scorer: the rest of the life scores
+    exactly as if the first scorer had gone on (LSTM state, history, cooldown, warm-up)."""
+    raw, failing, _ = fleet(3, 90, seed=5)
+    streams = [readings_for(f"M{k}", raw[k]) for k in range(3)]
+    head, tail = interleave([s[:50] for s in streams]), interleave([s[50:] for s in streams])
+    first = _scorer(registry, NO_COOLDOWN)
+    _score_all(first, [head[i : i + 17] for i in range(0, len(head), 17)])
+    states = first.export_machines(["M0", "M1", "M2", "unknown"])
+    assert set(states) == {"M0", "M1", "M2"}
+
+    second = _scorer(registry, NO_COOLDOWN)
+    second.score_batch([_reading("other", 0, **_healthy())])  # slots differ from the first scorer's
+    assert second.import_machines(states) == 3
+    expected = _outputs(first.score_batch(tail))
+    assert _outputs(second.score_batch(tail)) == expected
+
+    cold = _scorer(registry, NO_COOLDOWN)  # the hand-over is what makes them equal
+    assert _outputs(cold.score_batch(tail)) != expected
+
+
+def test_dropped_machines_free_their_slots_and_start_cold(registry):
+    scorer = _scorer(registry, initial_capacity=4)
+    batch = [_reading(f"M{k}", 0, **_healthy()) for k in range(4)]
+    scorer.score_batch(batch)
+    scorer.drop_machines(["M0", "M1"])
+    assert scorer.machines == 2 and scorer.export_machines(["M0"]) == {}
+    scorer.score_batch([_reading("N0", 0, **_healthy()), _reading("N1", 0, **_healthy())])
+    assert scorer._state.capacity == 4  # the freed slots were reused
+    # M0 comes back as a machine never seen (no state of its old life, nor of N0/N1 in its slot)
+    again = _outputs(scorer.score_batch([_reading("M0", 1, **_healthy(vibration_hf=0.9))]))
+    assert again == _outputs(_scorer(registry).score_batch([_reading("M0", 1, **_healthy(vibration_hf=0.9))]))
+
+
+def test_a_state_of_another_layout_is_refused_not_loaded(registry):
+    scorer = _scorer(registry)
+    scorer.score_batch([_reading("M0", 0, **_healthy())])
+    state = scorer.export_machines(["M0"])["M0"]
+    broken = {**state, "h": state["h"][:, :3]}
+    other = _scorer(registry)
+    assert other.import_machines({"M0": broken}) == 0
+    assert other.machines == 0

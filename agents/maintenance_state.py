@@ -1,0 +1,256 @@
+"""Per-machine scoring state survives its partition moving to another worker (a crash, a
+rebalance, a restart): snapshots in the compacted `maintenance-state` topic, then a replay of
+the readings since.
+
+* Snapshot: every MAINTENANCE__SNAPSHOT_INTERVAL_S, between batches (so after the outputs of
+  every reading applied so far were acknowledged), the state of each machine changed since the
+  last snapshot goes to `maintenance-state`, keyed by machine, on its readings' partition,
+  tagged with the offset it is valid at (the partition's next reading not yet applied); then,
+  once those are acknowledged, a partition marker with that offset. Compaction keeps the
+  latest record per key.
+* Restore: the first batch from a partition this process does not hold reads that partition of
+  `maintenance-state`, loads the machines, and replays `sensor-readings` from the marker's
+  offset up to the batch's first offset without publishing (those outputs were acknowledged
+  before the previous owner's offsets were committed). Readings a loaded state already
+  includes (the previous owner published and snapshot them, but had not committed yet) are
+  skipped, in the replay and in the live batch. No marker: the replay starts at the beginning
+  of what the topic retains.
+* Exact: a machine ends up in the state one uninterrupted scorer would have (cooldowns and
+  history for explanations included), up to float rounding of different batch shapes. Not
+  restored: a failure/repair outcome of `maintenance-outcomes` read after the last snapshot
+  by a worker that then died (the reading's own `cycle` restart still starts the new life).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import time
+from collections import defaultdict
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from agents.intake import RawMessage, decode_batch, limits_from_settings
+from schemas import SensorReading
+from stream_app import metrics
+from stream_app.scoring.maintenance import MaintenanceScorer
+from stream_app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MARKER_KEY = b"\x00partition"  # not a machine id: ids are printable (schemas/sensor.py)
+OFFSET_FIELD = "__offset"
+REPLAY_BATCH = 1000
+
+
+def encode_state(arrays: dict[str, np.ndarray], offset: int) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **{OFFSET_FIELD: np.int64(offset)}, **arrays)
+    return buf.getvalue()
+
+
+def decode_state(blob: bytes) -> tuple[dict[str, np.ndarray], int]:
+    """No pickle: a record of this topic is data, never code."""
+    with np.load(io.BytesIO(blob), allow_pickle=False) as data:
+        arrays = {name: data[name] for name in data.files}
+    return arrays, int(arrays.pop(OFFSET_FIELD))
+
+
+class MachineStateKeeper:
+    """Knows which partition each machine's readings come from, which machines changed since
+    the last snapshot, and how far each partition was applied. Used on the event loop only;
+    the scorer's own methods run in the stream's inference thread via `run`."""
+
+    def __init__(self, settings: Settings, run: Callable[..., Any]) -> None:
+        self.settings = settings
+        self.topic = settings.topics.maintenance_state
+        self.readings_topic = settings.topics.sensor_readings
+        self.interval = settings.maintenance.snapshot_interval_s
+        self._run = run  # (fn, *args) -> awaitable result, in the inference thread
+        self.warm: set[int] = set()
+        self.partition_of: dict[str, int] = {}
+        self.dirty: dict[int, set[str]] = defaultdict(set)
+        self.next_offset: dict[int, int] = {}
+        # After a restore: readings below these offsets are already in the state.
+        self.applied_before: dict[str, int] = {}
+        self.partition_applied_before: dict[int, int] = {}
+        self._last_snapshot = time.monotonic()
+
+    # --- live batches ---------------------------------------------------------------------------
+    def admit(self, events: list[SensorReading], origin: list[RawMessage]) -> tuple[list[SensorReading], list[RawMessage]]:
+        """Before scoring: note partitions and changes; drop readings the state already has."""
+        kept_e: list[SensorReading] = []
+        kept_o: list[RawMessage] = []
+        for event, message in zip(events, origin):
+            p, offset = message.partition, message.offset
+            if p is None or offset is None:
+                kept_e.append(event)
+                kept_o.append(message)
+                continue
+            if self._already_applied(event.machine_id, p, offset):
+                metrics.STATE_SKIPPED.labels("maintenance").inc()
+                continue
+            self.partition_of[event.machine_id] = p
+            self.dirty[p].add(event.machine_id)
+            self.next_offset[p] = max(self.next_offset.get(p, 0), offset + 1)
+            kept_e.append(event)
+            kept_o.append(message)
+        return kept_e, kept_o
+
+    def _already_applied(self, machine_id: str, partition: int, offset: int) -> bool:
+        return offset < max(self.applied_before.get(machine_id, -1), self.partition_applied_before.get(partition, -1))
+
+    def changed(self, machine_id: str) -> None:
+        """A machine's state changed outside a reading (an outcome reset it)."""
+        p = self.partition_of.get(machine_id)
+        if p is not None:
+            self.dirty[p].add(machine_id)
+
+    # --- snapshots ------------------------------------------------------------------------------
+    def snapshot_due(self) -> bool:
+        return time.monotonic() - self._last_snapshot >= self.interval
+
+    async def snapshot(self, scorer: MaintenanceScorer, producer: Any) -> int:
+        """Write every changed machine, then each partition's marker. Call between batches,
+        after their outputs were acknowledged. Returns the number of machine records."""
+        self._last_snapshot = time.monotonic()
+        if scorer.model_version is None:
+            return 0  # rules-only state is a few last values: nothing worth handing over
+        written = 0
+        for p in sorted(self.warm):
+            machines, offset = self.dirty.get(p, set()), self.next_offset.get(p)
+            if offset is None:
+                continue
+            states = await self._run(scorer.export_machines, sorted(machines))
+            pending = [await producer.send(self.topic, m.encode(), encode_state(a, offset), p, None, None)
+                       for m, a in states.items()]
+            for fut in pending:
+                await fut
+            marker = json.dumps({"offset": offset, "model_version": scorer.model_version, "machines": len(states)})
+            await (await producer.send(self.topic, MARKER_KEY, marker.encode(), p, None, None))
+            self.dirty[p] = set()
+            written += len(states)
+        metrics.STATE_SNAPSHOT_RECORDS.labels("maintenance").inc(written)
+        return written
+
+    # --- hand-over ------------------------------------------------------------------------------
+    async def ensure_warm(self, scorer: MaintenanceScorer, messages: Sequence[RawMessage]) -> None:
+        """Restore each partition this process does not hold yet, up to its first offset here."""
+        first: dict[int, int] = {}
+        for m in messages:
+            if m.partition is not None and m.offset is not None and m.partition not in self.warm:
+                first[m.partition] = min(first.get(m.partition, m.offset), m.offset)
+        for p, end in sorted(first.items()):
+            self.warm.add(p)
+            if not self.settings.maintenance.restore_on_assign:
+                continue
+            started = time.monotonic()
+            try:
+                loaded, replayed = await self._restore(scorer, p, end)
+                log.info("maintenance: partition %d handed over: %d machine states loaded, %d readings replayed "
+                         "in %.1f s", p, loaded, replayed, time.monotonic() - started)
+            except Exception:  # scoring goes on; the partition's machines warm up again
+                log.exception("maintenance: restoring partition %d failed; its machines start cold", p)
+
+    async def _restore(self, scorer: MaintenanceScorer, p: int, end: int) -> tuple[int, int]:
+        records = await self._read_state(p)
+        marker = records.pop(MARKER_KEY, None)
+        start, version = 0, None
+        if marker is not None:
+            info = json.loads(marker)
+            start, version = int(info["offset"]), info.get("model_version")
+        states: dict[str, dict[str, np.ndarray]] = {}
+        if version is not None and version == scorer.model_version:
+            for key, blob in records.items():
+                arrays, offset = decode_state(blob)
+                machine = key.decode()
+                states[machine] = arrays
+                self.applied_before[machine] = offset
+                self.partition_of[machine] = p
+        elif marker is not None:
+            log.warning("maintenance: partition %d states are of model %s, this worker serves %s: replaying "
+                        "from the beginning", p, version, scorer.model_version)
+            start = 0
+        loaded = await self._run(scorer.import_machines, states)
+        self.dirty[p] |= set(states)
+        self.partition_applied_before[p] = start
+        self.next_offset[p] = max(self.next_offset.get(p, 0), start, end)
+        replayed = await self._replay(scorer, p, start, end) if start < end else 0
+        metrics.STATE_RESTORED.labels("maintenance").inc(loaded)
+        return loaded, replayed
+
+    async def _read_state(self, p: int) -> dict[bytes, bytes]:
+        """The partition's latest record per key (read by fetch up to its high watermark)."""
+        tp = TopicPartition(self.topic, p)
+        latest: dict[bytes, bytes] = {}
+        async with _consumer(self.settings) as consumer:
+            consumer.assign([tp])
+            await consumer.seek_to_beginning(tp)
+            while True:
+                records = (await consumer.getmany(tp, timeout_ms=1000, max_records=REPLAY_BATCH)).get(tp, [])
+                if not records:
+                    break
+                for r in records:
+                    if r.key is not None and r.value is not None:
+                        latest[r.key] = r.value
+                high = consumer.highwater(tp)
+                if high is not None and await consumer.position(tp) >= high:
+                    break
+        return latest
+
+    async def _replay(self, scorer: MaintenanceScorer, p: int, start: int, end: int) -> int:
+        tp = TopicPartition(self.readings_topic, p)
+        limits = limits_from_settings(self.settings)
+        replayed = 0
+        async with _consumer(self.settings) as consumer:
+            consumer.assign([tp])
+            consumer.seek(tp, start)
+            while await consumer.position(tp) < end:
+                records = (await consumer.getmany(tp, timeout_ms=2000, max_records=REPLAY_BATCH)).get(tp, [])
+                if not records:
+                    break  # nothing more is retained
+                raw = [RawMessage(r.topic, r.partition, r.offset, r.key, r.value) for r in records if r.offset < end]
+                intake = decode_batch(raw, SensorReading, limits)  # bad ones were dead-lettered the first time
+                events = [e for e, m in zip(intake.events, intake.origin)
+                          if not self._already_applied(e.machine_id, p, m.offset or 0)]
+                for e in events:
+                    self.partition_of[e.machine_id] = p
+                    self.dirty[p].add(e.machine_id)
+                await self._run(scorer.score_batch, events, False)
+                replayed += len(events)
+        metrics.STATE_REPLAYED.labels("maintenance").inc(replayed)
+        return replayed
+
+    async def revoked(self, scorer: MaintenanceScorer, partitions: set[int]) -> None:
+        """Forget what moved away: if it comes back, the snapshot and replay are the truth."""
+        gone = partitions & self.warm
+        if not gone:
+            return
+        machines = [m for m, p in self.partition_of.items() if p in gone]
+        await self._run(scorer.drop_machines, machines)
+        for m in machines:
+            del self.partition_of[m]
+            self.applied_before.pop(m, None)
+        for p in gone:
+            self.warm.discard(p)
+            self.dirty.pop(p, None)
+            self.next_offset.pop(p, None)
+            self.partition_applied_before.pop(p, None)
+
+
+class _consumer:
+    """A group-less consumer for reading one partition directly."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None,
+                                          enable_auto_commit=False)
+
+    async def __aenter__(self) -> AIOKafkaConsumer:
+        await self._consumer.start()
+        return self._consumer
+
+    async def __aexit__(self, *exc: Optional[BaseException]) -> None:
+        await self._consumer.stop()
