@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
+from stream_app import models_cli
 from stream_app.settings import Settings, get_settings
 
 STREAMS = ("maintenance", "supply-chain", "demand")
@@ -123,6 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max", type=int, help="stop after this many messages")
     p.add_argument("--idle", type=float, help="stop after this many seconds without a message")
     p.set_defaults(func=_cmd_tail)
+
+    p = sub.add_parser("models", help="list, show, promote, roll back model versions; their history")
+    models_cli.add_arguments(p)
+    p.set_defaults(func=models_cli.run)
     return parser
 
 
