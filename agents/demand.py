@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
@@ -43,12 +42,14 @@ from agents.intake import RawMessage, decode_batch, limits_from_settings
 from agents.drift import DriftTracker
 from agents.pipeline import Output, StreamPipeline
 from agents.publish import Outbox
+from agents.shared_scorer import SharedScorer
 from schemas import CalendarEntry, SalesEvent
 from stream_app import metrics
 from stream_app.deadletter import build_dead_letter
 from stream_app.decoding import DecodeFailure
-from stream_app.registry import ModelRegistry
+from stream_app.registry import ModelRegistry, ModelVersion
 from stream_app.scoring.demand import MODEL_NAME, Accuracy, DemandScorer, EventResult
+from stream_app.scoring.demand_model import LoadedDemandModel
 from stream_app.settings import Settings
 from stream_app.training.demand_metrics import HORIZON_BUCKETS
 
@@ -59,29 +60,24 @@ REPLAY_BATCH = 2000
 Scored = tuple[EventResult, RawMessage]
 
 
-class DemandHandle:
-    """The stream's scorer (loaded once, used only in its inference thread), the partitions
+class DemandHandle(SharedScorer[DemandScorer]):
+    """The stream's scorer (loaded once, used only in its inference thread, following the
+    registry: a promoted version takes over the daily histories in place), the partitions
     whose state it holds, the calendar's readiness and the live-accuracy totals."""
 
     def __init__(self, registry: ModelRegistry, settings: Settings) -> None:
-        self.registry = registry
-        self.settings = settings
-        # One inference thread: the scorer's state is not shared between threads, and one
-        # thread keeps each partition's events in order.
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="demand-scoring")
-        self._scorer: Optional[asyncio.Future[DemandScorer]] = None
+        super().__init__(STREAM, MODEL_NAME, settings, self._load, registry)
         self.warm: set[int] = set()
         self.calendar_read = asyncio.Event()
         # since start, per horizon day: checked, covered, |error|, pinball, realised units
         self.accuracy = np.zeros((5, 0))
 
-    async def get(self) -> DemandScorer:
-        if self._scorer is None:
-            self._scorer = asyncio.get_running_loop().run_in_executor(self.executor, self._load)
-            scorer = await self._scorer
-            metrics.MODEL_INFO.labels(STREAM, MODEL_NAME, scorer.model_version or "none").set(1)
-            log.info("demand scorer ready: model %s", scorer.model_version or f"none ({scorer.unavailable_reason})")
-        return await self._scorer
+    def load_version(self, version: ModelVersion) -> DemandScorer:
+        return DemandScorer.from_version(version, self.settings.demand)
+
+    def successor(self, old: DemandScorer, version: ModelVersion) -> DemandScorer:
+        old.use_model(LoadedDemandModel.from_version(version))
+        return old
 
     def _load(self) -> DemandScorer:
         scorer = DemandScorer.load(self.registry, self.settings.demand)
@@ -96,9 +92,6 @@ class DemandHandle:
             except Exception as exc:  # a bad file must not stop the stream: the topic may have it
                 log.error("demand calendar file %s not loaded: %s", path, exc)
         return scorer
-
-    async def run(self, fn: Any, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
     # --- calendar -----------------------------------------------------------------------------
     async def follow_calendar(self, outbox: Outbox, retry_s: float = 5.0) -> None:
@@ -298,6 +291,10 @@ def register(app: Any, settings: Settings, registry: ModelRegistry, drift_state:
     @app.task
     async def follow_demand_calendar() -> None:
         await handle.follow_calendar(Outbox(app.producer))
+
+    @app.task
+    async def follow_demand_models() -> None:
+        await handle.watch(settings.model_poll_s)
 
     @app.on_partitions_revoked.connect
     async def drop_revoked_demand_state(_app: Any, revoked: set[Any], **_: Any) -> None:

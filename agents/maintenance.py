@@ -8,7 +8,6 @@ model and its per-machine state live in `stream_app.scoring.maintenance`.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any, Callable, Iterator, Optional, Sequence
 
@@ -17,11 +16,11 @@ from agents.intake import RawMessage, decode_batch, limits_from_settings
 from agents.maintenance_state import MachineStateKeeper
 from agents.pipeline import Output, StreamPipeline
 from agents.publish import Outbox
-from agents.shared_scorer import SharedScorer
+from agents.shared_scorer import LiveCounts, SharedScorer
 from schemas import MaintenanceOutcome, SensorReading
 from stream_app import metrics
 from stream_app.health import Health
-from stream_app.registry import ModelRegistry
+from stream_app.registry import ModelRegistry, ModelVersion
 from stream_app.scoring.maintenance import MODEL_NAME, MaintenanceScorer, ScoredReading
 from stream_app.settings import Settings
 
@@ -34,12 +33,17 @@ class ScorerHandle(SharedScorer[MaintenanceScorer]):
     """Shared by the readings and outcomes agents (their partitions are co-assigned: both
     topics are keyed by machine)."""
 
+    supports_shadow = True
+
     def __init__(self, registry: ModelRegistry, settings: Settings) -> None:
-        super().__init__(STREAM, MODEL_NAME, settings, lambda: MaintenanceScorer.load(registry, settings.maintenance))
+        super().__init__(STREAM, MODEL_NAME, settings, lambda: MaintenanceScorer.load(registry, settings.maintenance), registry)
         self.keeper = MachineStateKeeper(settings, self.run)
 
-    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+    def load_version(self, version: ModelVersion) -> MaintenanceScorer:
+        return MaintenanceScorer.from_version(version, self.settings.maintenance)
+
+    def score_shadow(self, shadow: MaintenanceScorer, events: list[SensorReading]) -> list[ScoredReading]:
+        return shadow.score_batch(events, explain=False)  # its alerts are never published
 
 
 def outputs(settings: Settings) -> Callable[[ScoredReading], Iterator[Output]]:
@@ -54,6 +58,9 @@ def outputs(settings: Settings) -> Callable[[ScoredReading], Iterator[Output]]:
             yield Output(topics.alerts, result.alert.entity_id, result.alert)
         if result.explanation is not None:
             yield Output(topics.explanations, result.explanation.alert_id, result.explanation)
+        if result.shadow is not None:
+            shadow = result.shadow.prediction.model_copy(update={"shadow": True})
+            yield Output(topics.shadow_predictions, shadow.machine_id, shadow)
 
     return publish
 
@@ -88,7 +95,7 @@ class _StatefulPipeline(StreamPipeline[SensorReading, ScoredReading]):
 
 def pipeline(
     settings: Settings,
-    scorer: MaintenanceScorer,
+    score: Callable[[list[SensorReading]], list[ScoredReading]],
     outbox: Outbox,
     executor: Any,
     table: Optional[Any] = None,
@@ -98,20 +105,36 @@ def pipeline(
     drift = None
     if settings.drift.enabled:
         drift = DriftTracker(STREAM, settings.drift, drift_values, ("failure_probability", "confidence"), table)
-    args = (STREAM, SensorReading, settings, scorer.score_batch, outputs(settings), outbox, executor, drift, fallback)
+    args = (STREAM, SensorReading, settings, score, outputs(settings), outbox, executor, drift, fallback)
     return StreamPipeline(*args) if keeper is None else _StatefulPipeline(keeper, *args)
 
 
-def _apply_outcome(scorer: MaintenanceScorer, outcome: MaintenanceOutcome) -> bool:
-    """In the inference thread: join a failure to the machine's last alert (live accuracy),
-    then start the machine's new life."""
-    if outcome.outcome == "failure":
-        lead = scorer.alert_lead_hours(outcome.machine_id, outcome.ts)
-        alerted = lead is not None and 0.0 <= lead <= scorer.horizon_hours
+def _apply_outcome(handle: ScorerHandle, outcome: MaintenanceOutcome) -> bool:
+    """In the inference thread: join a failure to the machine's last alert (live accuracy, for
+    the served and any shadow version), then start the machine's new life. Returns whether
+    the served scorer reset the machine."""
+    reset = False
+    for scorer in (handle.serving, handle.shadow):
+        if scorer is None:
+            continue
+        served = scorer is handle.serving
+        if outcome.outcome == "failure":
+            _join_failure(handle, scorer, outcome, served)
+        was_reset = scorer.reset_machine(outcome.machine_id, outcome.ts)
+        reset = was_reset if served else reset
+    return reset
+
+
+def _join_failure(handle: ScorerHandle, scorer: MaintenanceScorer, outcome: MaintenanceOutcome, served: bool) -> None:
+    lead = scorer.alert_lead_hours(outcome.machine_id, outcome.ts)
+    alerted = lead is not None and 0.0 <= lead <= scorer.horizon_hours
+    counts = handle.live.setdefault(scorer.model_version, LiveCounts())
+    counts.outcomes_alerted += alerted
+    counts.outcomes_missed += not alerted
+    if served:
         metrics.OUTCOMES.labels(STREAM, "alerted" if alerted else "missed").inc()
         if alerted:
             metrics.ALERT_LEAD_HOURS.labels(STREAM).observe(lead)
-    return scorer.reset_machine(outcome.machine_id, outcome.ts)
 
 
 async def apply_outcomes(handle: ScorerHandle, outbox: Outbox, messages: Sequence[RawMessage]) -> int:
@@ -122,11 +145,10 @@ async def apply_outcomes(handle: ScorerHandle, outbox: Outbox, messages: Sequenc
     for letter in intake.dead_letters:
         await outbox.send(handle.settings.topics.dead_letters, letter.key, letter)
         metrics.DEAD_LETTERS.labels(STREAM, letter.error_code).inc()
-    scorer = await handle.get()
-    loop = asyncio.get_running_loop()
+    await handle.get()
     reset = 0
     for outcome in intake.events:
-        if await loop.run_in_executor(handle.executor, _apply_outcome, scorer, outcome):
+        if await handle.run(_apply_outcome, handle, outcome):
             handle.keeper.changed(outcome.machine_id)
             reset += 1
     await outbox.flush()
@@ -151,7 +173,8 @@ def register(
     @app.agent(readings, name="maintenance-scorer", concurrency=1)
     async def score_sensor_readings(stream: Any) -> None:
         keeper = handle.keeper
-        run = pipeline(settings, await handle.get(), Outbox(app.producer), handle.executor, drift_state,
+        await handle.get()
+        run = pipeline(settings, handle.score_batch, Outbox(app.producer), handle.executor, drift_state,
                        handle.fall_back, keeper)
         async for events in stream.take_events(conf.batch_max, within=conf.batch_within_s):
             messages = [RawMessage.from_faust(e) for e in events]
@@ -164,7 +187,13 @@ def register(
 
     @app.on_partitions_revoked.connect
     async def drop_revoked_machine_state(_app: Any, revoked: set[Any], **_: Any) -> None:
-        await handle.keeper.revoked(await handle.get(), {tp.partition for tp in revoked if tp.topic == topics.sensor_readings})
+        await handle.get()
+        partitions = {tp.partition for tp in revoked if tp.topic == topics.sensor_readings}
+        await handle.keeper.revoked([handle.serving, handle.shadow], partitions)
+
+    @app.task
+    async def follow_maintenance_models() -> None:
+        await handle.watch(settings.model_poll_s)
 
     @app.agent(outcomes, name="maintenance-outcomes", concurrency=1)
     async def reset_on_outcomes(stream: Any) -> None:

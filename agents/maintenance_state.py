@@ -224,13 +224,16 @@ class MachineStateKeeper:
         metrics.STATE_REPLAYED.labels("maintenance").inc(replayed)
         return replayed
 
-    async def revoked(self, scorer: MaintenanceScorer, partitions: set[int]) -> None:
-        """Forget what moved away: if it comes back, the snapshot and replay are the truth."""
+    async def revoked(self, scorers: Sequence[Optional[MaintenanceScorer]], partitions: set[int]) -> None:
+        """Forget what moved away (in the served and any shadow scorer): if it comes back, the
+        snapshot and replay are the truth."""
         gone = partitions & self.warm
         if not gone:
             return
         machines = [m for m, p in self.partition_of.items() if p in gone]
-        await self._run(scorer.drop_machines, machines)
+        for scorer in scorers:
+            if scorer is not None:
+                await self._run(scorer.drop_machines, machines)
         for m in machines:
             del self.partition_of[m]
             self.applied_before.pop(m, None)

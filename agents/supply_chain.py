@@ -25,8 +25,8 @@ from agents.shared_scorer import SharedScorer
 from schemas import SupplyChainTransaction, SupplyChainVerdict
 from stream_app import metrics
 from stream_app.health import Health
-from stream_app.registry import ModelRegistry
-from stream_app.scoring.supply_chain import MODEL_NAME, ScoredTransaction, SupplyChainScorer
+from stream_app.registry import ModelRegistry, ModelVersion
+from stream_app.scoring.supply_chain import MODEL_NAME, ScoredTransaction, SupplyChainModel, SupplyChainScorer
 from stream_app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -41,10 +41,17 @@ class ScorerHandle(SharedScorer[SupplyChainScorer]):
     scorer in its inference thread (the graph is not shared across threads)."""
 
     def __init__(self, registry: ModelRegistry, settings: Settings) -> None:
-        limits = limits_from_settings(settings)
+        limits = self.limits = limits_from_settings(settings)
         super().__init__(
-            STREAM, MODEL_NAME, settings, lambda: SupplyChainScorer.load(registry, settings.supply_chain, limits=limits)
+            STREAM, MODEL_NAME, settings, lambda: SupplyChainScorer.load(registry, settings.supply_chain, limits=limits),
+            registry,
         )
+
+    def load_version(self, version: ModelVersion) -> SupplyChainScorer:
+        return SupplyChainScorer.from_version(version, self.settings.supply_chain, limits=self.limits)
+
+    def successor(self, old: SupplyChainScorer, version: ModelVersion) -> SupplyChainScorer:
+        return old.with_model(SupplyChainModel.from_version(version)[0])
 
 
 class GraphFollower:
@@ -163,7 +170,7 @@ def drift_values(transactions: Sequence[SupplyChainTransaction], results: Sequen
 
 def pipeline(
     settings: Settings,
-    scorer: SupplyChainScorer,
+    score: Score,
     outbox: Outbox,
     executor: Any,
     table: Optional[Any] = None,
@@ -173,7 +180,7 @@ def pipeline(
     if settings.drift.enabled:
         drift = DriftTracker(STREAM, settings.drift, drift_values, ("score", "confidence"), table)
     return StreamPipeline(
-        STREAM, SupplyChainTransaction, settings, scorer.score_batch, outputs(settings), outbox, executor, drift, fallback
+        STREAM, SupplyChainTransaction, settings, score, outputs(settings), outbox, executor, drift, fallback
     )
 
 
@@ -228,7 +235,8 @@ def register(
     # concurrency=1: more would commit offsets past unprocessed messages (faust-streaming #606).
     @app.agent(transactions, name="supply-chain-scorer", concurrency=1)
     async def score_transactions(stream: Any) -> None:
-        run = pipeline(settings, await handle.get(), Outbox(app.producer), handle.executor, drift_state, handle.fall_back)
+        await handle.get()
+        run = pipeline(settings, handle.score_batch, Outbox(app.producer), handle.executor, drift_state, handle.fall_back)
         async for events in stream.take_events(conf.batch_max, within=conf.batch_within_s):
             if follower is not None:
                 await follower.sync(conf.graph_sync_timeout_s)
@@ -241,5 +249,9 @@ def register(
         outbox = Outbox(app.producer)
         async for events in stream.take_events(100, within=0.1):
             await apply_verdicts(handle, outbox, [RawMessage.from_faust(e) for e in events], follower is not None)
+
+    @app.task
+    async def follow_supply_chain_models() -> None:
+        await handle.watch(settings.model_poll_s)
 
     return handle

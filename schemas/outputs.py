@@ -48,6 +48,9 @@ class MaintenancePrediction(OutputMessage):
     clipped_sensors: list[str] = Field(default_factory=list)
     unknown_sensors: list[str] = Field(default_factory=list)
     created_at: datetime
+    # True on `shadow-predictions`: a candidate version's result, never acted on (its `alert`
+    # says whether it would have alerted).
+    shadow: bool = False
 
 
 class Alert(OutputMessage):

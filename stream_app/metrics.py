@@ -48,6 +48,7 @@ STATE_SNAPSHOT_RECORDS = Counter(f"{PREFIX}_state_snapshot_records_total", "Enti
 STATE_RESTORED = Counter(f"{PREFIX}_state_restored_total", "Entity states loaded from the state topic on taking a partition over", ["stream"])
 STATE_REPLAYED = Counter(f"{PREFIX}_state_replayed_events_total", "Events replayed (not published) to bring restored state up to date", ["stream"])
 STATE_SKIPPED = Counter(f"{PREFIX}_state_skipped_events_total", "Redelivered events skipped: a restored state already included them", ["stream"])
+MODEL_SWITCHES = Counter(f"{PREFIX}_model_switches_total", "Times a worker switched the version it serves (promotion, rollback)", ["stream", "version"])
 MODEL_INFO = Gauge(f"{PREFIX}_model_info", "1 for the model version a stream serves", ["stream", "model", "version"])
 # Demand: what happened to each sales event, and the live accuracy of published forecasts. At
 # each day's close every earlier forecast of that day (made 1..30 days before) is checked

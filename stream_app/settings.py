@@ -29,6 +29,8 @@ class Topics(BaseModel):
     explanations: str = "explanations"
     drift_events: str = "drift-events"
     dead_letters: str = "dead-letters"
+    # A candidate model version's predictions, scored in shadow beside the served version.
+    shadow_predictions: str = "shadow-predictions"
     # Internal (workers only, compacted): per-machine model state snapshots for hand-over.
     maintenance_state: str = "maintenance-state"
 
@@ -146,6 +148,9 @@ class Settings(BaseSettings):
     topic_partitions: int = Field(4, ge=1)
     # Where trained model versions live (see stream_app.registry).
     model_dir: Path = Path("model_store")
+    # Workers check the registry's CURRENT/CANDIDATE pointers this often: a promoted or
+    # rolled-back version is served without a restart, a candidate scores in shadow.
+    model_poll_s: float = Field(5.0, gt=0.0)
     # Where the embedded broker, worker tables and demo logs keep their files.
     data_dir: Path = Path("var")
     # The embedded broker holds a group's first join for about half the session timeout, so

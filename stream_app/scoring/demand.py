@@ -235,6 +235,19 @@ class DemandScorer:
         log.warning("demand scorer forecasts with the rule fallback only: %s", reason)
         return cls(settings, None, reason)
 
+    def use_model(self, model: LoadedDemandModel) -> None:
+        """Serve another version from the next batch on, keeping every partition's daily
+        history (hot reload). Raises ValueError when that version needs another history length
+        or horizon: those size the per-partition state, so it takes a worker restart."""
+        with self._lock:
+            wanted = (model.features.history_days, model.features.horizon_days)
+            if wanted != (self.history_days, self.horizon):
+                raise ValueError(f"{model.version} needs history/horizon {wanted}, this worker keeps "
+                                 f"{(self.history_days, self.horizon)}: restart the worker to serve it")
+            self._model, self.fallback_method, self.residuals = model, model.fallback_method, model.residuals
+            self._known_markets = None
+            self.model_failed, self.unavailable_reason = False, ""
+
     def _drop_model(self, exc: Exception) -> None:
         assert self._model is not None
         self.unavailable_reason = (f"model unavailable: {MODEL_NAME} {self._model.version} failed at inference "

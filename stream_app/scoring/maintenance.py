@@ -68,6 +68,8 @@ class ScoredReading:
     explanation: Optional[Explanation]
     # The decision was to alert, but the machine's cooldown suppressed it (prediction.alert False).
     suppressed: bool = False
+    # The candidate version's result for the same reading, when one scores in shadow.
+    shadow: Optional["ScoredReading"] = None
 
 
 # --- model artifact ---------------------------------------------------------------------------

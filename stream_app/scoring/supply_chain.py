@@ -247,6 +247,14 @@ class SupplyChainScorer:
             self.refresher.close()
         return scorer
 
+    def with_model(self, model: SupplyChainModel) -> "SupplyChainScorer":
+        """Another version's model on this scorer's live graph and statistics (hot reload: the
+        version's own graph is its training snapshot, this one followed the topic since)."""
+        scorer = type(self)(self.settings, model, self.graph, self.stats, limits=self._limits)
+        scorer._flags = self._flags
+        self.close()
+        return scorer
+
     def close(self) -> None:
         if self.refresher is not None:
             self.refresher.close()

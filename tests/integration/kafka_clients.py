@@ -4,7 +4,9 @@ gateway written against any Kafka would; outputs are read with manual partition 
 
 from __future__ import annotations
 
+import hashlib
 import json
+import threading
 import time
 from collections import defaultdict
 from typing import Any, Callable, Iterable, Optional
@@ -54,3 +56,39 @@ class OutputReader:
 
     def close(self) -> None:
         self.consumer.close()
+
+
+class SteadyProducer(threading.Thread):
+    """Sends the events at `rate` per second in the background, with a malformed message now
+    and then (those must come back as dead letters)."""
+
+    def __init__(self, bootstrap: str, events: list[dict[str, Any]], rate: float) -> None:
+        super().__init__(daemon=True)
+        self.producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5,
+                                  # ordered per machine even when sends are retried (broker frozen)
+                                  "enable.idempotence": True,
+                                  "message.timeout.ms": 120_000})
+        self.events, self.rate = events, rate
+        self.failed: list[str] = []
+        self.sent_ids: list[str] = []
+        self.broken: dict[str, str] = {}  # sha256 of a truncated payload -> its event id
+
+    def run(self) -> None:
+        started = time.monotonic()
+        for i, event in enumerate(self.events):
+            ahead = i / self.rate - (time.monotonic() - started)
+            if ahead > 0:
+                time.sleep(ahead)
+            value = json.dumps(event).encode()
+            if i % 500 == 250:  # a broken copy: answered by a dead letter, not a prediction
+                value = value[: len(value) // 2]
+                self.broken[hashlib.sha256(value).hexdigest()] = event["event_id"]
+            self.producer.produce("sensor-readings", value=value, key=event["machine_id"].encode(),
+                                  on_delivery=self._delivered(event["event_id"]))
+            self.producer.poll(0)
+        self.producer.flush(120)
+
+    def _delivered(self, event_id: str) -> Any:
+        def callback(err: Any, _msg: Any) -> None:
+            (self.failed if err else self.sent_ids).append(event_id)
+        return callback

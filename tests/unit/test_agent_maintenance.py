@@ -30,7 +30,7 @@ def _reading(i: int, machine: str = "m1", **sensors: float) -> bytes:
 def _run(scorer: Any, messages: list[RawMessage]) -> RecordingProducer:
     producer = RecordingProducer()
     with ThreadPoolExecutor(1) as executor:
-        asyncio.run(pipeline(Settings(), scorer, Outbox(producer), executor).process(messages))
+        asyncio.run(pipeline(Settings(), scorer.score_batch, Outbox(producer), executor).process(messages))
     return producer
 
 
@@ -95,7 +95,7 @@ def test_a_model_failing_at_inference_hands_the_stream_to_its_rules(tmp_path) ->
 
     producer = RecordingProducer()
     with ThreadPoolExecutor(1) as executor:
-        run = pipeline(Settings(), scorer, Outbox(producer), executor, fallback=fall_back)
+        run = pipeline(Settings(), scorer.score_batch, Outbox(producer), executor, fallback=fall_back)
         asyncio.run(run.process([_message(0, _reading(0)), _message(1, _reading(1, vibration_rms=9.0))]))
         asyncio.run(run.process([_message(2, _reading(2))]))
     predictions = producer.on("maintenance-predictions")

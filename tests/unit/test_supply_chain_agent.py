@@ -36,7 +36,7 @@ def test_a_batch_with_good_and_bad_messages(tmp_path: Path) -> None:
 
     async def run() -> None:
         scorer = await handle.get()
-        await pipeline(settings, scorer, Outbox(producer), handle.executor).process(messages)
+        await pipeline(settings, scorer.score_batch, Outbox(producer), handle.executor).process(messages)
 
     asyncio.run(run())
     scores = producer.on("supply-chain-scores")
@@ -56,7 +56,7 @@ def test_verdicts_are_joined_and_bad_ones_dead_lettered(supply_chain_model_dir: 
 
     async def run() -> int:
         scorer = await handle.get()
-        run = pipeline(settings, scorer, Outbox(producer), handle.executor)
+        run = pipeline(settings, scorer.score_batch, Outbox(producer), handle.executor)
         await run.process([_message(i, json.dumps(e).encode()) for i, e in enumerate(events)])
         raw = [_message(i, json.dumps(v).encode(), "supply-chain-verdicts") for i, v in enumerate(verdicts)]
         raw.append(_message(999, b'{"event_id": "v", "shipment_id": "s", "verdict": "maybe", "ts": "2025-03-04T00:00:00Z"}',
