@@ -14,12 +14,13 @@ import logging
 import time
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Callable, Generic, Iterable, Optional, Sequence, TypeVar
+from typing import Callable, Generic, Iterable, Mapping, Optional, Sequence, TypeVar
 
 from agents.drift import DriftTracker
 from agents.intake import RawMessage, decode_batch, limits_from_settings
 from agents.publish import Outbox
 from schemas import Alert, DriftEvent, OutputMessage
+from schemas.outputs import InputRef, digest
 from schemas.common import InputEvent
 from stream_app import metrics
 from stream_app.deadletter import build_dead_letter
@@ -38,6 +39,13 @@ class Output:
     topic: str
     key: Optional[str]
     message: OutputMessage
+
+
+def with_inputs(alert: Alert, sources: Mapping[Optional[str], RawMessage]) -> Alert:
+    """The alert naming where its input messages lie and their digests (audit trail)."""
+    refs = [InputRef(topic=m.topic, partition=m.partition, offset=m.offset, sha256=digest(m.value or b""))
+            for m in (sources.get(event_id) for event_id in alert.event_ids) if m is not None]
+    return alert.model_copy(update={"inputs": refs}) if refs else alert
 
 
 class StreamPipeline(Generic[E, R]):
@@ -83,12 +91,14 @@ class StreamPipeline(Generic[E, R]):
             results, drifts = await self._score(intake.events, intake.origin)
             for drift in drifts:
                 await self.outbox.send(self.drift_topic, f"{drift.stream}:{drift.feature}", drift)
+            sources = {getattr(e, "event_id", None): m for e, m in zip(intake.events, intake.origin)}
             for result in results:
                 for out in self.outputs(result):
-                    await self.outbox.send(out.topic, out.key, out.message)
-                    if isinstance(out.message, Alert):
-                        alert = out.message
-                        metrics.ALERTS.labels(alert.kind, alert.severity, alert.decision_source).inc()
+                    message = out.message
+                    if isinstance(message, Alert):
+                        message = with_inputs(message, sources)
+                        metrics.ALERTS.labels(message.kind, message.severity, message.decision_source).inc()
+                    await self.outbox.send(out.topic, out.key, message)
 
         await self.outbox.flush()
         if self.drift is not None and self.drift.snapshot_due():

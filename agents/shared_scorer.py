@@ -210,5 +210,8 @@ class SharedScorer(Generic[S]):
         for version, counts in list(self.live.items()):
             if version is None:
                 continue
-            write_live(self.registry, self.model_name, LiveStats(version=version, since=since, **dataclasses.asdict(counts)),
-                       worker=self.worker_id)
+            # Alerts not matched to an incident: an upper bound on false alerts while the
+            # newest alerts still wait out their horizon, measured alike for both versions.
+            false_alerts = max(0, counts.alerts - counts.outcomes_alerted)
+            stats = LiveStats(version=version, since=since, false_alerts=false_alerts, **dataclasses.asdict(counts))
+            write_live(self.registry, self.model_name, stats, worker=self.worker_id)

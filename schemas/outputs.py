@@ -53,6 +53,16 @@ class MaintenancePrediction(OutputMessage):
     shadow: bool = False
 
 
+class InputRef(OutputMessage):
+    """Where one input of an alert lies in Kafka, and the SHA-256 of that message's bytes (a
+    gateway message: the whole array), so an auditor can fetch it and check it is the one."""
+
+    topic: str
+    partition: Optional[int]
+    offset: Optional[int]
+    sha256: str
+
+
 class Alert(OutputMessage):
     alert_id: str
     kind: str
@@ -68,6 +78,8 @@ class Alert(OutputMessage):
     created_at: datetime
     event_ts: datetime
     explanation: str
+    # The input messages of `event_ids` that were in the scored batch (audit trail).
+    inputs: list[InputRef] = Field(default_factory=list)
 
 
 class Contribution(OutputMessage):

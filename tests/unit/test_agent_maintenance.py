@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -102,5 +103,9 @@ def test_a_model_failing_at_inference_hands_the_stream_to_its_rules(tmp_path) ->
     assert [p["event_id"] for p in predictions] == ["e0", "e1", "e2"], "nothing lost"
     assert all(p["decision_source"] == "rule" and "failed at inference" in p["reason"] for p in predictions)
     assert [a["event_ids"] for a in producer.on("alerts")] == [["e1"]]
+    # audit trail: where the alert's input lies, and its digest
+    raw = _reading(1, vibration_rms=9.0)
+    assert producer.on("alerts")[0]["inputs"] == [
+        {"topic": "sensor-readings", "partition": 0, "offset": 1, "sha256": hashlib.sha256(raw).hexdigest()}]
     assert producer.on("dead-letters") == []
     assert metrics.SCORER_FALLBACKS.labels("maintenance")._value.get() == fallbacks + 1
