@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 E = TypeVar("E", bound=InputEvent)
 R = TypeVar("R")
 SCORING_FAILED = "scoring_failed"
+PROCESSING_FAILED = "processing_failed"
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,19 @@ class StreamPipeline(Generic[E, R]):
         self.executor = executor
 
     async def process(self, messages: Sequence[RawMessage]) -> None:
+        """Never raises for what a batch holds. An unexpected failure (a bug, an output the
+        broker refuses) turns each of the batch's messages into a `processing_failed` dead
+        letter, kept for replay: an agent that raised would have its events committed by
+        Faust, unanswered. Only when even those cannot be sent does the exception go on."""
+        try:
+            await self._process(messages)
+        except Exception as exc:
+            log.exception("%s failed to process a batch of %d messages; dead-lettering them", self.stream, len(messages))
+            self.outbox.discard()
+            await self._dead_letter_messages(messages, PROCESSING_FAILED, f"processing raised {type(exc).__name__}: {exc}")
+            await self.outbox.flush()
+
+    async def _process(self, messages: Sequence[RawMessage]) -> None:
         metrics.MESSAGES.labels(self.stream).inc(len(messages))
         intake = decode_batch(messages, self.event_model, self.limits)
         for letter in intake.dead_letters:
@@ -133,20 +147,20 @@ class StreamPipeline(Generic[E, R]):
                 metrics.SCORER_FALLBACKS.labels(self.stream).inc()
                 log.error("%s now scores with its rules only, until the worker restarts", self.stream)
                 return await self._score(events, origin)
-            await self._dead_letter_unscored(origin, exc)
+            await self._dead_letter_messages(origin, SCORING_FAILED, f"scoring raised {type(exc).__name__}: {exc}")
             metrics.EVENTS.labels(self.stream, "dead_letter").inc(len(events))
             return [], []
         metrics.BATCH_SIZE.labels(self.stream).observe(len(events))
         metrics.EVENTS.labels(self.stream, "scored").inc(len(results))
         return results, drifts
 
-    async def _dead_letter_unscored(self, origin: list[RawMessage], exc: Exception) -> None:
+    async def _dead_letter_messages(self, messages: Sequence[RawMessage], code: str, why: str) -> None:
         """One dead letter per source message (a gateway message once), so it can be replayed."""
-        failure = DecodeFailure(SCORING_FAILED, f"scoring raised {type(exc).__name__}: {exc}")
-        for message in {(m.partition, m.offset): m for m in origin}.values():
+        failure = DecodeFailure(code, why[:2000])
+        for message in {(m.partition, m.offset): m for m in messages}.values():
             letter = build_dead_letter(
                 failure, topic=message.topic, partition=message.partition, offset=message.offset,
                 key=message.key, raw=message.value,
             )
             await self.outbox.send(self.dead_letters_topic, letter.key, letter)
-            metrics.DEAD_LETTERS.labels(self.stream, SCORING_FAILED).inc()
+            metrics.DEAD_LETTERS.labels(self.stream, code).inc()

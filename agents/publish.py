@@ -21,6 +21,10 @@ class Outbox:
         )
         self._pending.append(fut)
 
+    def discard(self) -> None:
+        """Forget pending sends (after a failed batch: their outcome no longer matters)."""
+        self._pending = []
+
     async def flush(self) -> int:
         """Wait until the broker acknowledged everything sent since the last flush."""
         pending, self._pending = self._pending, []

@@ -18,8 +18,12 @@ def _parse_ts(value: Any) -> datetime:
     if isinstance(value, bool):
         raise ValueError("timestamp must be ISO 8601 text or epoch milliseconds, not a boolean")
     if isinstance(value, (int, float)):
-        if not math.isfinite(value):
-            raise ValueError("timestamp must be finite")
+        try:
+            finite = math.isfinite(value)
+        except OverflowError:  # an integer beyond any float
+            finite = False
+        if not finite:
+            raise ValueError("timestamp must be a finite number of epoch milliseconds")
         try:
             parsed = datetime.fromtimestamp(value / 1000.0, tz=timezone.utc)
         except (OverflowError, OSError, ValueError):

@@ -132,6 +132,9 @@ class Explanation(OutputMessage):
 
 
 class DeadLetter(OutputMessage):
+    """`payload`: the bad input (a gateway array's bad element alone, re-serialized), cut to fit;
+    `payload_bytes` and `payload_sha256`: of the whole source message at `offset`."""
+
     dead_letter_id: str
     source_topic: str
     partition: Optional[int]

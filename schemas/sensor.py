@@ -17,7 +17,7 @@ class SensorReading(InputEvent):
     sensors: dict[Name, Optional[FiniteFloat]] = Field(min_length=1, max_length=256)
     machine_type: Optional[Name] = None
     operating_mode: Optional[Name] = None
-    cycle: Optional[int] = Field(None, ge=0)
+    cycle: Optional[int] = Field(None, ge=0, le=2**53)  # JSON-safe integers only
 
 
 class MaintenanceOutcome(InputEvent):

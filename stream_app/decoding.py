@@ -8,7 +8,7 @@ each bad element is its own failure and the good ones go on to scoring.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Generic, Optional, TypeVar
 
@@ -41,12 +41,17 @@ class DecodeFailure:
     message: str
     item_index: Optional[int] = None
     errors: list[dict[str, Any]] = field(default_factory=list)
+    # The offending element of a gateway array, as parsed (its dead letter keeps only it).
+    item: Any = None
 
 
 @dataclass
 class Decoded(Generic[E]):
     events: list[E] = field(default_factory=list)
     failures: list[DecodeFailure] = field(default_factory=list)
+
+
+MAX_FIELD_ERRORS = 20  # per event, in a dead letter: enough to fix it, bounded in size
 
 
 @dataclass(frozen=True)
@@ -71,11 +76,13 @@ def _parse(raw: bytes) -> Any:
 
 def _field_errors(exc: ValidationError) -> tuple[str, list[dict[str, Any]]]:
     errors = [
-        {"field": ".".join(str(p) for p in err["loc"]) or "(message)", "error": err["msg"], "type": err["type"]}
-        for err in exc.errors(include_url=False, include_input=False)
+        # field paths echo input keys, which may be huge: cut them
+        {"field": (".".join(str(p) for p in err["loc"]) or "(message)")[:200], "error": err["msg"][:500], "type": err["type"]}
+        for err in exc.errors(include_url=False, include_input=False)[:MAX_FIELD_ERRORS]
     ]
+    total = exc.error_count()
     shown = "; ".join(f"{e['field']}: {e['error']}" for e in errors[:5])
-    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+    more = f" (and {total - 5} more)" if total > 5 else ""
     return shown + more, errors
 
 
@@ -136,6 +143,9 @@ def decode_message(
 
     now = now or datetime.now(timezone.utc)
     if isinstance(obj, list):
+        if not obj:
+            result.failures.append(DecodeFailure(ErrorCode.EMPTY, "gateway array holds no events"))
+            return result
         if len(obj) > limits.max_events:
             result.failures.append(
                 DecodeFailure(ErrorCode.TOO_MANY, f"array holds {len(obj)} events; the limit is {limits.max_events}")
@@ -147,7 +157,7 @@ def decode_message(
     for index, item in items:
         outcome = _validate_one(item, model, index, limits, now)
         if isinstance(outcome, DecodeFailure):
-            result.failures.append(outcome)
+            result.failures.append(outcome if index is None else replace(outcome, item=item))
         else:
             result.events.append(outcome)
     return result

@@ -43,9 +43,8 @@ def answered_ids(reader: OutputReader, broken: Mapping[str, str]) -> Counter[str
             payload = json.loads(letter["payload"])
         except ValueError:
             continue
-        items = payload if isinstance(payload, list) else [payload]
-        if letter.get("item_index") is not None:
-            items = [items[letter["item_index"]]]
+        # the whole message (an object, or an array refused whole), or one bad array element
+        items = payload if isinstance(payload, list) and letter.get("item_index") is None else [payload]
         for item in items:
             if isinstance(item, dict) and isinstance(item.get("event_id"), str):
                 counts[item["event_id"]] += 1

@@ -87,3 +87,44 @@ def test_dead_letter_truncates_huge_payloads_but_hashes_the_whole() -> None:
     import hashlib
 
     assert letter.payload_sha256 == hashlib.sha256(raw).hexdigest()
+
+
+# --- hostile inputs found by the end-to-end fault suite (tests/faults/test_hostile_input.py) ---
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        (b"[]", ErrorCode.EMPTY),  # an empty gateway array is answered, not silently dropped
+        (json.dumps(reading(ts=10**400)).encode(), ErrorCode.INVALID),  # beyond any float
+        (json.dumps(reading(cycle=2**63)).encode(), ErrorCode.INVALID),  # beyond int64 in the scorer
+    ],
+)
+def test_numbers_and_arrays_that_once_escaped_as_exceptions(raw: bytes, code: str) -> None:
+    decoded = decode(raw)
+    assert decoded.events == [] and [f.code for f in decoded.failures] == [code]
+
+
+@pytest.mark.parametrize(
+    ("key", "raw"),
+    [
+        (None, b"\x01" * 300_000),  # escapes to six bytes each in JSON
+        (b"k" * 700_000, b"{"),  # a huge key
+        (None, json.dumps(reading(sensors={f"s{'x' * 70}{i}": "bad" for i in range(14_000)})).encode()),  # many errors
+    ],
+)
+def test_a_dead_letter_stays_far_below_the_broker_limit_whatever_the_input(key, raw: bytes) -> None:
+    decoded = decode(raw, max_bytes=2_000_000)
+    assert decoded.failures
+    letter = build_dead_letter(decoded.failures[0], topic="t", partition=0, offset=1, key=key, raw=raw)
+    assert len(letter.model_dump_json().encode()) < 600_000
+    assert letter.payload_bytes == len(raw)
+
+
+def test_a_bad_gateway_element_keeps_only_itself_not_the_whole_array() -> None:
+    items = [reading(i) for i in range(500)]
+    items[7] = {**reading(7), "sensors": {"t": "hot"}, "pad": "x" * 1000}
+    raw = json.dumps(items).encode()
+    decoded = decode(raw)
+    (failure,) = decoded.failures
+    letter = build_dead_letter(failure, topic="t", partition=0, offset=3, key=None, raw=raw)
+    assert letter.item_index == 7 and json.loads(letter.payload) == items[7]
+    assert letter.payload_bytes == len(raw) and len(letter.payload) < 2000

@@ -1,0 +1,50 @@
+"""The generic micro-batch path: whatever goes wrong inside a batch, every source message is
+answered and the agent carries on."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from agents.intake import RawMessage
+from agents.pipeline import PROCESSING_FAILED, Output, StreamPipeline
+from agents.publish import Outbox
+from schemas import SensorReading
+from stream_app.settings import Settings
+from tests.unit.agent_fixtures import RecordingProducer
+
+
+def _messages() -> list[RawMessage]:
+    one = {"event_id": "e1", "machine_id": "m1", "ts": "2026-03-01T00:00:00Z", "sensors": {"t": 1.0}}
+    gateway = [{**one, "event_id": "e2"}, {**one, "event_id": "e3"}]
+    return [RawMessage("sensor-readings", 0, 10, b"m1", json.dumps(one).encode()),
+            RawMessage("sensor-readings", 0, 11, b"m1", json.dumps(gateway).encode())]
+
+
+def test_a_failure_while_publishing_dead_letters_every_source_message_once() -> None:
+    def outputs(result: Any) -> Any:
+        raise RuntimeError("an output the broker refuses")
+
+    producer = RecordingProducer()
+    with ThreadPoolExecutor(1) as executor:
+        run = StreamPipeline("maintenance", SensorReading, Settings(), lambda events: list(events), outputs,
+                             Outbox(producer), executor)
+        asyncio.run(run.process(_messages()))  # does not raise
+    letters = producer.on("dead-letters")
+    assert [(d["offset"], d["error_code"]) for d in letters] == [(10, PROCESSING_FAILED), (11, PROCESSING_FAILED)]
+    assert "an output the broker refuses" in letters[0]["error_message"]
+
+
+def test_without_failure_nothing_is_dead_lettered() -> None:
+    def outputs(event: SensorReading) -> Any:
+        yield Output("echo", event.machine_id, event)
+
+    producer = RecordingProducer()
+    with ThreadPoolExecutor(1) as executor:
+        run = StreamPipeline("maintenance", SensorReading, Settings(), lambda events: list(events), outputs,
+                             Outbox(producer), executor)
+        asyncio.run(run.process(_messages()))
+    assert [m["event_id"] for m in producer.on("echo")] == ["e1", "e2", "e3"]
+    assert producer.on("dead-letters") == []
