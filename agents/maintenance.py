@@ -48,11 +48,14 @@ class ScorerHandle(SharedScorer[MaintenanceScorer]):
 
 def outputs(settings: Settings) -> Callable[[ScoredReading], Iterator[Output]]:
     topics = settings.topics
+    # per reading: resolve the metric children once, not per call
+    decisions = {source: metrics.DECISIONS.labels(STREAM, source) for source in ("model", "rule")}
+    confidence = metrics.CONFIDENCE.labels(STREAM)
 
     def publish(result: ScoredReading) -> Iterator[Output]:
         prediction = result.prediction
-        metrics.DECISIONS.labels(STREAM, prediction.decision_source).inc()
-        metrics.CONFIDENCE.labels(STREAM).observe(prediction.confidence)
+        decisions[prediction.decision_source].inc()
+        confidence.observe(prediction.confidence)
         yield Output(topics.maintenance_predictions, prediction.machine_id, prediction)
         if result.alert is not None:
             yield Output(topics.alerts, result.alert.entity_id, result.alert)

@@ -76,6 +76,7 @@ class StreamPipeline(Generic[E, R]):
         self.outputs = outputs
         self.outbox = outbox
         self.executor = executor
+        self.latency = metrics.LATENCY_SECONDS.labels(stream)
 
     async def process(self, messages: Sequence[RawMessage]) -> None:
         """Never raises for what a batch holds. An unexpected failure (a bug, an output the
@@ -118,10 +119,10 @@ class StreamPipeline(Generic[E, R]):
         if self.drift is not None and self.drift.snapshot_due():
             loop = asyncio.get_running_loop()
             self.drift.store(await loop.run_in_executor(self.executor, self.drift.snapshots))
-        now = time.time()
+        now, latency = time.time(), self.latency
         for message in messages:
             if message.timestamp:
-                metrics.LATENCY_SECONDS.labels(self.stream).observe(max(0.0, now - message.timestamp))
+                latency.observe(max(0.0, now - message.timestamp))
 
     def _score_and_observe(self, events: list[E], origin: list[RawMessage]) -> tuple[list[R], list[DriftEvent]]:
         """In the inference thread: score, then feed the drift detectors (never failing the batch)."""

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from schemas import MESSAGES, SensorReading, deterministic_id
@@ -55,3 +58,10 @@ def test_deterministic_ids_repeat_for_equal_inputs_only() -> None:
     assert deterministic_id("a", 1) == deterministic_id("a", 1)
     assert deterministic_id("a", 1) != deterministic_id("a", 2)
     assert deterministic_id("a1", "") != deterministic_id("a", "1")
+
+
+@given(st.lists(st.one_of(st.text(), st.integers(), st.none(), st.floats(allow_nan=False)), max_size=5))
+def test_deterministic_ids_are_the_rfc_4122_version_5_uuids_of_their_parts(parts) -> None:
+    from schemas.outputs import _ID_NAMESPACE
+
+    assert deterministic_id(*parts) == str(uuid.uuid5(_ID_NAMESPACE, "\x1f".join(str(p) for p in parts)))
