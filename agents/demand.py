@@ -38,7 +38,7 @@ from typing import Any, Iterator, Optional, Sequence
 import numpy as np
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from agents.intake import RawMessage, decode_batch, limits_from_settings
+from stream_app.intake import RawMessage, decode_batch, limits_from_settings
 from agents.drift import DriftTracker
 from agents.pipeline import Output, StreamPipeline
 from agents.publish import Outbox

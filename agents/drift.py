@@ -10,7 +10,7 @@ import time
 from collections import defaultdict
 from typing import Any, Callable, Generic, Mapping, Optional, Sequence, TypeVar
 
-from agents.intake import RawMessage
+from stream_app.intake import RawMessage
 from schemas import DriftEvent
 from stream_app import metrics
 from stream_app.drift import DriftConfig, DriftMonitor

@@ -12,7 +12,7 @@ import logging
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 from agents.drift import DriftTracker
-from agents.intake import RawMessage, decode_batch, limits_from_settings
+from stream_app.intake import RawMessage, decode_batch, limits_from_settings
 from agents.maintenance_state import MachineStateKeeper
 from agents.pipeline import Output, StreamPipeline
 from agents.publish import Outbox

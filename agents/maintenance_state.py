@@ -33,7 +33,7 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from agents.intake import RawMessage, decode_batch, limits_from_settings
+from stream_app.intake import RawMessage, decode_batch, limits_from_settings
 from schemas import SensorReading
 from stream_app import metrics
 from stream_app.scoring.maintenance import MaintenanceScorer

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Callable, Generic, Iterable, Mapping, Optional, Sequence, TypeVar
 
 from agents.drift import DriftTracker
-from agents.intake import RawMessage, decode_batch, limits_from_settings
+from stream_app.intake import RawMessage, decode_batch, limits_from_settings
 from agents.publish import Outbox
 from schemas import Alert, DriftEvent, OutputMessage
 from schemas.outputs import InputRef, digest

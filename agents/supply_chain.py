@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agents.drift import DriftTracker
-from agents.intake import RawMessage, decode_batch, limits_from_settings
+from stream_app.intake import RawMessage, decode_batch, limits_from_settings
 from agents.pipeline import Output, StreamPipeline
 from agents.publish import Outbox
 from agents.shared_scorer import SharedScorer

@@ -40,10 +40,22 @@ def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     from stream_app.training.cli import train_streams
+    from stream_app.training.release import Release
 
     streams = STREAMS if args.stream == "all" else (args.stream,)
+    release = Release("candidate" if args.candidate else "force" if args.force else "gate")
     return train_streams(
-        settings, streams, data=args.data, outcomes=args.outcomes, quick=args.quick, if_missing=args.if_missing
+        settings, streams, data=args.data, outcomes=args.outcomes, quick=args.quick, if_missing=args.if_missing,
+        release=release,
+    )
+
+
+def _cmd_retrain(args: argparse.Namespace, settings: Settings) -> int:
+    from stream_app.training.retrain import RetrainJob, retrain_command
+
+    job = RetrainJob(args.stream, since_hours=args.since_hours, quick=args.quick)
+    return retrain_command(
+        settings, job, every_hours=args.every_hours, on_drift=args.on_drift, min_interval_hours=args.min_interval_hours
     )
 
 
@@ -76,6 +88,13 @@ def _cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _hours(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number of hours")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stream-app", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -95,7 +114,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--outcomes", type=Path, help="the file that goes with --data: failures (maintenance), verdicts (supply-chain), calendar (demand)")
     p.add_argument("--quick", action="store_true", help="small data and few epochs (smoke runs)")
     p.add_argument("--if-missing", action="store_true", help="skip streams that already have a current model")
+    release = p.add_mutually_exclusive_group()
+    release.add_argument("--candidate", action="store_true", help="make the new version the shadow candidate instead of promoting it")
+    release.add_argument("--force", action="store_true", help="promote the new version even when the promotion gate refuses (recorded)")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("retrain", help="retrain a model from its history topics; promote it through the gate")
+    p.add_argument("stream", choices=STREAMS)
+    p.add_argument("--since-hours", type=_hours, help="train on the last H hours of event time only (default: all retained history)")
+    p.add_argument("--quick", action="store_true", help="small model, few epochs (smoke runs)")
+    p.add_argument("--every-hours", type=_hours, help="keep running: retrain now and every H hours")
+    p.add_argument("--on-drift", action="store_true", help="keep running: retrain when drift-events reports drift in this stream")
+    p.add_argument("--min-interval-hours", type=_hours, default=6.0, help="with --on-drift: at most one retraining per this many hours (default 6)")
+    p.set_defaults(func=_cmd_retrain)
 
     p = sub.add_parser("simulate", help="produce simulated events at a rate, or write a history file")
     p.add_argument("--stream", choices=STREAMS, default="maintenance")

@@ -1,5 +1,7 @@
-"""`stream-app train STREAM [--data FILE --outcomes FILE]`: load or simulate a history, train a
-new model version, print where it and its evaluation report are."""
+"""`stream-app train STREAM [--data FILE --outcomes FILE] [--candidate | --force]`: load or
+simulate a history, train a new model version, release it (through the promotion gate unless
+told otherwise: stream_app.training.release), print where it and its evaluation report are and
+what became of it."""
 
 from __future__ import annotations
 
@@ -8,8 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
+from schemas.common import InputEvent
 from stream_app.registry import ModelRegistry, ModelVersion
 from stream_app.settings import Settings
+from stream_app.training.release import Release, describe
 
 
 @dataclass(frozen=True)
@@ -19,12 +23,14 @@ class Trainer:
 
     load: Callable[[Path, Optional[Path]], Any]  # -> object with two lists, .summary(), .source()
     simulate: Callable[[bool], tuple[list[Any], list[Any]]]  # quick -> (events, second input)
-    train: Callable[..., ModelVersion]  # (registry, events, second, config, progress, source=)
+    train: Callable[..., ModelVersion]  # (registry, events, second, config, progress, source=, promote=)
     config: Callable[[bool], Any]  # quick -> TrainConfig
     simulated_what: str
+    events: tuple[type[InputEvent], type[InputEvent]]  # the contract's types of the two inputs
 
 
 def _maintenance() -> Trainer:
+    from schemas.sensor import MaintenanceOutcome, SensorReading
     from stream_app.training import maintenance as m
     from stream_app.training.data import load_history
 
@@ -34,10 +40,12 @@ def _maintenance() -> Trainer:
         train=m.train_maintenance,
         config=lambda quick: m.TrainConfig.quick() if quick else m.TrainConfig(),
         simulated_what="the history of 200 machines (40 with --quick), two runs to failure each",
+        events=(SensorReading, MaintenanceOutcome),
     )
 
 
 def _supply_chain() -> Trainer:
+    from schemas.supply_chain import SupplyChainTransaction, SupplyChainVerdict
     from stream_app.training import supply_chain as s
 
     return Trainer(
@@ -46,10 +54,12 @@ def _supply_chain() -> Trainer:
         train=s.train_supply_chain,
         config=lambda quick: s.TrainConfig.quick() if quick else s.TrainConfig(),
         simulated_what="120 days of a pharmaceutical distribution network with labelled attacks",
+        events=(SupplyChainTransaction, SupplyChainVerdict),
     )
 
 
 def _demand() -> Trainer:
+    from schemas.sales import CalendarEntry, SalesEvent
     from stream_app.training import demand as d
     from stream_app.training.demand_data import load_demand_history, simulated_history
 
@@ -59,6 +69,7 @@ def _demand() -> Trainer:
         train=d.train_demand,
         config=lambda quick: d.TrainConfig.quick() if quick else d.TrainConfig(),
         simulated_what="two years of sales of 40 SKUs across markets, with their calendar",
+        events=(SalesEvent, CalendarEntry),
     )
 
 
@@ -79,7 +90,9 @@ def _pair(history: Any, first: str, second: str) -> _Loaded:
     return _Loaded(getattr(history, first), getattr(history, second), history.summary(), history.source())
 
 
-def _train_one(stream: str, registry: ModelRegistry, data: Optional[Path], second: Optional[Path], quick: bool) -> str:
+def _train_one(
+    stream: str, registry: ModelRegistry, data: Optional[Path], second: Optional[Path], quick: bool, release: Release
+) -> str:
     from stream_app.training.data import DataError
 
     trainer = TRAINERS[stream]()
@@ -94,11 +107,13 @@ def _train_one(stream: str, registry: ModelRegistry, data: Optional[Path], secon
     else:
         print(f"{stream}: simulating {trainer.simulated_what}", flush=True)
         first_input, second_input = trainer.simulate(quick)
-    version = trainer.train(registry, first_input, second_input, trainer.config(quick), sys.stderr.isatty(), source=source)
-    return _summary(stream, version)
+    version = trainer.train(
+        registry, first_input, second_input, trainer.config(quick), sys.stderr.isatty(), source=source, promote=release
+    )
+    return f"{summary(stream, version)}\n{describe(registry, stream, version.version)}"
 
 
-def _summary(stream: str, version: ModelVersion) -> str:
+def summary(stream: str, version: ModelVersion) -> str:
     lines = [f"{stream} model {version.version} written to {version.path}"]
     metrics = version.manifest.get("metrics", {})
     model, baseline = metrics.get("model", {}), metrics.get("baseline", {})
@@ -117,6 +132,7 @@ def train_streams(
     outcomes: Optional[Path],
     quick: bool,
     if_missing: bool = False,
+    release: Release = Release(),
 ) -> int:
     if data is not None and len(streams) > 1:
         print("--data names one stream's history: train one stream at a time with it", file=sys.stderr)
@@ -127,5 +143,5 @@ def train_streams(
         if if_missing and current is not None:
             print(f"{stream}: model {current.version} present, not retraining")
             continue
-        print(_train_one(stream, registry, data, outcomes, quick), flush=True)
+        print(_train_one(stream, registry, data, outcomes, quick, release), flush=True)
     return 0

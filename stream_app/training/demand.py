@@ -29,6 +29,11 @@ Baselines and fallback
     from standardised residual quantiles fitted on the training and validation origins. The one
     with the lower validation WAPE becomes the scorer's fallback.
 
+Comparison with the current version
+    When a version is current, it forecasts the same test origins too (its own markets, weights
+    and interval calibration: `evaluate_version`), scored by the same code; both sets of the
+    gate's metrics go into the new manifest's "comparison".
+
 Threads: `threads` (default 1) for torch during the run, restored after (two threads gain
 nothing at this size and are erratic on a shared 2-core box).
 """
@@ -40,7 +45,7 @@ import math
 import time
 import uuid
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -57,7 +62,14 @@ from stream_app.features.demand import (
 from stream_app.models.demand_transformer import TOTAL_WINDOWS, DemandTransformer
 from stream_app.registry import ModelRegistry, ModelVersion
 from stream_app.scoring import demand_fallback as fallback
-from stream_app.scoring.demand_model import TOLERANCE, WEIGHTS_FILE, confidence, fit_z_scale, model_forecast
+from stream_app.scoring.demand_model import (
+    TOLERANCE,
+    WEIGHTS_FILE,
+    LoadedDemandModel,
+    confidence,
+    fit_z_scale,
+    model_forecast,
+)
 from stream_app.training.demand_data import (  # noqa: F401 - re-exported for the CLI
     DemandHistory,
     Panel,
@@ -67,6 +79,7 @@ from stream_app.training.demand_data import (  # noqa: F401 - re-exported for th
 )
 from stream_app.training.demand_metrics import horizon_scores, interval_factor, pinball_loss, widen
 from stream_app.training.demand_report import build_report
+from stream_app.training.release import Release, comparison, gate_metrics
 from stream_app.training.report import jsonable
 
 MODEL_NAME = "demand"
@@ -281,6 +294,25 @@ def _evaluate(make: WindowMaker, pairs: np.ndarray, model: Optional[DemandTransf
                      np.concatenate(dailies) if dailies else None, np.concatenate(totals) if totals else None)
 
 
+def _calibrated(w: Evaluated, daily_factor: float, totals_factors: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """The model's daily and totals quantiles with their intervals widened by the calibration."""
+    assert w.daily is not None and w.totals is not None
+    totals = np.stack([widen(w.totals[:, i], f) for i, f in enumerate(totals_factors)], axis=1)
+    return widen(w.daily, daily_factor), totals
+
+
+def evaluate_version(version: ModelVersion, panel: Panel, pairs: np.ndarray, config: TrainConfig) -> dict[str, float]:
+    """The promotion gate's offline metrics of an existing version on a run's test origins
+    `pairs`: the version's markets, weights and interval calibration, loaded as a worker loads
+    them; the run's panel and metric code, so the numbers compare with the new model's."""
+    loaded = LoadedDemandModel.from_version(version)
+    if loaded.features.horizon_days != config.horizon_days:
+        raise ValueError(f"it forecasts {loaded.features.horizon_days} days, this run {config.horizon_days}")
+    test = _evaluate(WindowMaker(panel, loaded.features), pairs, loaded.model)
+    daily, totals = _calibrated(test, loaded.daily_factor, loaded.totals_factors)
+    return gate_metrics(MODEL_NAME, {"metrics": {"model": horizon_scores(test.future, daily, _totals_truth(test.future), totals)}})
+
+
 def _totals_truth(future: np.ndarray) -> np.ndarray:
     return np.stack([future[:, :w].sum(axis=1) for w in TOTAL_WINDOWS], axis=1)
 
@@ -331,11 +363,13 @@ def train_demand(
     config: TrainConfig = TrainConfig(),
     progress: bool | Callable[[str], None] = False,
     *,
-    promote: bool = True,
+    promote: Union[bool, str, Release] = True,
     source: Optional[dict[str, Any]] = None,
 ) -> ModelVersion:
-    """Train, evaluate against the baselines and save a new `demand` version (promoted to CURRENT
-    unless promote=False). `progress`: True prints epochs to stderr, or a callable gets the lines."""
+    """Train, evaluate against the baselines and the current version, and save a new `demand`
+    version, released as `promote` says (stream_app.training.release; default: through the
+    promotion gate, False: registered only). `progress`: True prints epochs to stderr, or a
+    callable gets the lines."""
     wall_start = time.perf_counter()
     say: Optional[Callable[[str], None]]
     if progress is True:
@@ -347,14 +381,14 @@ def train_demand(
     previous = torch.get_num_threads()
     torch.set_num_threads(config.threads)
     try:
-        return _train(registry, list(sales), list(calendar), config, say, promote, source, wall_start)
+        return _train(registry, list(sales), list(calendar), config, say, Release.of(promote), source, wall_start)
     finally:
         torch.set_num_threads(previous)
 
 
 def _train(
     registry: ModelRegistry, sales: list[SalesEvent], calendar: list[CalendarEntry], config: TrainConfig,
-    say: Optional[Callable[[str], None]], promote: bool, source: Optional[dict[str, Any]], wall_start: float,
+    say: Optional[Callable[[str], None]], release: Release, source: Optional[dict[str, Any]], wall_start: float,
 ) -> ModelVersion:
     H = config.horizon_days
     panel = build_panel(sales, calendar, H)
@@ -389,8 +423,7 @@ def _train(
     test = _evaluate(make, pairs["test"], model)
     assert test.daily is not None and test.totals is not None
     y, y_tot = test.future, _totals_truth(test.future)
-    model_daily = widen(test.daily, daily_factor)
-    model_totals = np.stack([widen(test.totals[:, i], f) for i, f in enumerate(totals_factors)], axis=1)
+    model_daily, model_totals = _calibrated(test, daily_factor, totals_factors)
     base = _baselines(test, residuals)
     metrics = {
         "model": horizon_scores(y, model_daily, y_tot, model_totals),
@@ -444,14 +477,20 @@ def _train(
     }
     bands = _confidence_bands(y, model_daily, model_totals, conf, base[fallback_method][0])
     extras = {"per_horizon_day": jsonable(per_day), "confidence_bands": jsonable(bands)}
+    current = registry.current(MODEL_NAME)
+    if current is not None:
+        manifest["comparison"] = comparison(
+            current, gate_metrics(MODEL_NAME, manifest), lambda version: evaluate_version(version, panel, pairs["test"], config),
+            f"the test period of this run's data, {split['test_start']} to {split['last_day']}: "
+            f"{split['test_origins']} forecast origins of {split['series']} series, {H}-day horizons",
+        )
     seconds = time.perf_counter() - wall_start
     manifest["training"]["wall_seconds"] = round(seconds, 2)
-    with registry.new_version(MODEL_NAME, jsonable(manifest), promote=False) as staging:
+    with registry.new_version(MODEL_NAME, jsonable(manifest), promote=False, actor=release.actor, reason=release.reason) as staging:
         torch.save(model.state_dict(), staging / WEIGHTS_FILE)
         build_report(manifest, extras, source, seconds).write(staging)
     written = next((v for v in reversed(registry.versions(MODEL_NAME)) if v.manifest.get("run_id") == manifest["run_id"]), None)
     if written is None:
         raise RuntimeError("the new model version was written but cannot be found in the registry")
-    if promote:
-        registry.promote(MODEL_NAME, written.version)
+    release.apply(registry, MODEL_NAME, written.version)
     return written

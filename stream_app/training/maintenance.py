@@ -62,7 +62,13 @@ Decision policy
     After the version is written (not yet promoted), `evaluate_policy` streams every life that
     reaches into the test period through the real scorer loaded from that version and reports
     what users get (model decisions + rule fallback + cooldown) next to the model alone, the
-    rules alone and the baseline; the report is then rewritten with it and the version promoted.
+    rules alone and the baseline; the report is then rewritten with it and the version released
+    (stream_app.training.release: through the promotion gate by default).
+
+Comparison with the current version
+    When a version is current, it is evaluated on this run's test period too (its own features,
+    weights and calibration; this run's lives, labels and metric code: `evaluate_version`), and
+    both sets of the gate's metrics go into the new manifest's "comparison".
 
 Threads
     `threads` (default 1) is passed to torch.set_num_threads for the run and restored after.
@@ -84,7 +90,7 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Iterable, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -95,9 +101,11 @@ from stream_app.features.maintenance import MaintenanceFeatures
 from stream_app.models.maintenance_lstm import MaintenanceLSTM
 from stream_app.registry import ModelRegistry, ModelVersion
 from stream_app.scoring.confidence import SPREAD_PENALTY, Calibration, decisiveness, logit, spread_reference_from
+from stream_app.scoring.maintenance import LoadedModel
 from stream_app.settings import MaintenanceSettings
 from stream_app.training import baselines as bl
 from stream_app.training.evaluate_policy import LifeView, evaluate_policy
+from stream_app.training.release import Release, comparison, gate_metrics
 from stream_app.training.report import Report, binary_metrics, brier, jsonable, reliability_bins, rmse
 
 MODEL_NAME = "maintenance"
@@ -945,19 +953,20 @@ def train_maintenance(
     config: TrainConfig = TrainConfig(),
     progress: bool = False,
     *,
-    promote: bool = True,
+    promote: Union[bool, str, Release] = True,
     source: Optional[dict[str, Any]] = None,
 ) -> ModelVersion:
-    """Train, evaluate against the baselines and save a new `maintenance` version (promoted to
-    CURRENT unless promote=False). `source`: optional notes on where the data came from (file
-    load summaries), copied into the report."""
+    """Train, evaluate against the baselines and the current version, and save a new
+    `maintenance` version, released as `promote` says (stream_app.training.release; default:
+    through the promotion gate, False: registered only). `source`: optional notes on where the
+    data came from (file load summaries), copied into the report."""
     wall_start = time.perf_counter()
     if not readings:
         raise ValueError("no readings to train on")
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
     try:
-        return _train(registry, list(readings), list(outcomes), config, progress, promote, source, wall_start)
+        return _train(registry, list(readings), list(outcomes), config, progress, Release.of(promote), source, wall_start)
     finally:
         torch.set_num_threads(previous_threads)
 
@@ -968,7 +977,7 @@ def _train(
     outcomes: list[MaintenanceOutcome],
     config: TrainConfig,
     progress: bool,
-    promote: bool,
+    release: Release,
     source: Optional[dict[str, Any]],
     wall_start: float,
 ) -> ModelVersion:
@@ -1168,10 +1177,20 @@ def _train(
             "spread_measured_on": "validation readings",
         }
 
+    current = registry.current(MODEL_NAME)
+    if current is not None:
+        manifest["comparison"] = comparison(
+            current,
+            gate_metrics(MODEL_NAME, {"metrics": metrics, "calibration": calibration_data}),
+            lambda version: evaluate_version(version, readings, lives, lab_full, cutoff, config, interval),
+            f"the test period of this run's data, {split['cutoff']} to {split['last_ts']}: {n_test} readings, "
+            f"{split['test_failures']} failures; labels for a {H:g} h horizon",
+        )
+
     seconds_before_save = time.perf_counter() - wall_start
     # Written unpromoted, with the report so far; then the policy evaluation loads it as a worker
-    # would, the report is completed, and only then is the version promoted.
-    with registry.new_version(MODEL_NAME, jsonable(manifest), promote=False) as staging:
+    # would, the report is completed, and only then is the version released.
+    with registry.new_version(MODEL_NAME, jsonable(manifest), promote=False, actor=release.actor, reason=release.reason) as staging:
         torch.save(model.state_dict(), staging / "model.pt")
         _build_report(manifest, source, seconds_before_save, calibration_data).write(staging)
     written = next((v for v in reversed(registry.versions(MODEL_NAME)) if v.manifest.get("run_id") == run_id), None)
@@ -1194,9 +1213,42 @@ def _train(
         manifest, source, seconds_before_save, calibration_data, policy, time.perf_counter() - wall_start
     )
     _replace_report(report, written.path)
-    if promote:
-        registry.promote(MODEL_NAME, written.version)
+    release.apply(registry, MODEL_NAME, written.version)
     return written
+
+
+def evaluate_version(
+    version: ModelVersion,
+    readings: Sequence[SensorReading],
+    lives: Sequence[Life],
+    labels: Sequence[Labels],
+    cutoff: float,
+    config: TrainConfig,
+    interval_minutes: float,
+) -> dict[str, float]:
+    """The promotion gate's offline metrics of an existing version on a run's test period: the
+    version's features, weights and calibration, loaded as a worker loads them, scoring every
+    life from its first reading; the run's lives, labels and metric code (`evaluate`, Brier on
+    the test readings with known labels), so the numbers compare with the new model's."""
+    loaded = LoadedModel.from_version(version)
+    encoded = encode_lives(loaded.features, readings, lives)
+    preds = predict_sequences(loaded.model, [e.x for e in encoded])
+    scored = Scored(
+        prob=[loaded.calibration.ensemble(p) for p, _ in preds],
+        ttf_hours=[q.mean(axis=1) * loaded.ttf_cap_hours for _, q in preds],
+    )
+    test = _test_masks(encoded, labels, cutoff)
+    test_brier = brier(_concat(l.y[m] for l, m in zip(labels, test)), _concat(p[m] for p, m in zip(scored.prob, test)))
+    # Shaped like the run's manifest metrics and report calibration: the gate's paths pick the values.
+    return gate_metrics(MODEL_NAME, {
+        "metrics": {"model": evaluate(scored, encoded, labels, cutoff, config, interval_minutes)},
+        "calibration": {"brier": {"test": {"calibrated": test_brier}}},
+    })
+
+
+def _test_masks(encoded: Sequence[Encoded], labels: Sequence[Labels], cutoff: float) -> list[np.ndarray]:
+    """Per life: the test-period readings whose label is known (what the test metrics count)."""
+    return [(e.life.t >= cutoff) & l.y_mask for e, l in zip(encoded, labels)]
 
 
 def _replace_report(report: Report, directory: Path) -> None:
@@ -1220,7 +1272,7 @@ def _calibration_data(
     cutoff: float,
 ) -> dict[str, Any]:
     """Brier scores (validation, test) and test reliability bins, before and after calibration."""
-    test = [(e.life.t >= cutoff) & l.y_mask for e, l in zip(encoded, lab_full)]
+    test = _test_masks(encoded, lab_full, cutoff)
     val = [m & l.y_mask for m, l in zip(in_val, lab_cut)]
     yt = _concat(l.y[m] for l, m in zip(lab_full, test))
     yv = _concat(l.y[m] for l, m in zip(lab_cut, val))

@@ -28,6 +28,10 @@ graph starts empty there, so every edge looks new.
     precision. Compared with HalfSpaceTrees alone on the same features (its own threshold for the
     same flag rate on the same validation normals), each detector alone, and the product as
     users get it (model where confident, rules where not).
+  * Compared with the current version, when there is one: it assesses the test period's batches
+    too, on the same graph and statistics right after the new model (as a worker hands its live
+    graph to another version), with its own features, detectors and ensemble; both sets of the
+    gate's metrics go into the new manifest's "comparison".
 
 Threads: torch.set_num_threads(config.threads) (default 1) for the run.
 """
@@ -42,7 +46,7 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -61,6 +65,7 @@ from stream_app.scoring.supply_chain_ensemble import Ensemble, TailCalibration, 
 from stream_app.scoring.supply_chain_rules import RULES
 from stream_app.settings import SupplyChainSettings
 from stream_app.training import data as loaders
+from stream_app.training.release import NOT_COMPARABLE, Release, comparison, gate_metrics
 from stream_app.training.report import Report, jsonable, roc_auc
 
 MODEL_NAME = scoring.MODEL_NAME
@@ -293,16 +298,17 @@ def train_supply_chain(
     config: TrainConfig = TrainConfig(),
     progress: bool = False,
     *,
-    promote: bool = True,
+    promote: Union[bool, str, Release] = True,
     source: Optional[dict[str, Any]] = None,
 ) -> ModelVersion:
-    """Train, evaluate and save a new `supply-chain` version (promoted to CURRENT unless
-    promote=False). `source`: notes on where the data came from, copied into the report."""
+    """Train, evaluate and save a new `supply-chain` version, released as `promote` says
+    (stream_app.training.release; default: through the promotion gate, False: registered only).
+    `source`: notes on where the data came from, copied into the report."""
     wall = time.perf_counter()
     previous = torch.get_num_threads()
     torch.set_num_threads(config.threads)
     try:
-        return _train(registry, transactions, verdicts, config, progress, promote, source, wall)
+        return _train(registry, transactions, verdicts, config, progress, Release.of(promote), source, wall)
     finally:
         torch.set_num_threads(previous)
 
@@ -329,7 +335,7 @@ def _train(
     verdicts: Sequence[SupplyChainVerdict],
     config: TrainConfig,
     progress: bool,
-    promote: bool,
+    release: Release,
     source: Optional[dict[str, Any]],
     wall: float,
 ) -> ModelVersion:
@@ -403,6 +409,8 @@ def _train(
     scorer = scoring.SupplyChainScorer(settings, model, graph, stats, background_refresh=False)
 
     _say(progress, wall, "scoring the validation and test periods through the live scorer")
+    current = registry.current(MODEL_NAME)
+    shadow = _Shadow.start(current, settings, graph, stats) if current is not None else None
     assessments: list[tuple[int, scoring.Assessment]] = []
     eval_started = time.perf_counter()
     i = n_train
@@ -413,6 +421,8 @@ def _train(
             graph.apply_verdict(known_verdicts[vi])
             vi += 1
         assessments.append((i, scorer.evaluate(batch)))
+        if isinstance(shadow, _Shadow):
+            shadow.after(i, batch, assess=t[i + len(batch) - 1] >= split.test_cut)
         i += len(batch)
     eval_seconds = time.perf_counter() - eval_started
     n_eval = len(txs) - n_train
@@ -504,7 +514,14 @@ def _train(
         "train_config": jsonable(asdict(config)),
         "attack_kinds": sorted({k for k in kind if k != NORMAL}),
     }
-    with registry.new_version(MODEL_NAME, jsonable(manifest), promote=False) as staging:
+    if current is not None:
+        manifest["comparison"] = comparison(
+            current, gate_metrics(MODEL_NAME, manifest),
+            lambda version: _Shadow.metrics_of(shadow, kind, instances, normal, test),
+            f"the test period of this run's data, {split_info['test_cutoff']} to {split_info['last_ts']}: "
+            f"{split_info['test']} transactions, {split_info['test_attacks']} of them attacks",
+        )
+    with registry.new_version(MODEL_NAME, jsonable(manifest), promote=False, actor=release.actor, reason=release.reason) as staging:
         torch.save(gnn.state_dict(), staging / scoring.GNN_FILE)
         torch.save(vae.model.state_dict(), staging / scoring.VAE_FILE)
         np.save(staging / scoring.HST_FILE, hst.reference, allow_pickle=False)
@@ -515,14 +532,61 @@ def _train(
         raise RuntimeError("the new model version was written but cannot be found in the registry")
     # The version must load as a worker loads it before it may become current.
     scoring.SupplyChainScorer.from_version(written, settings, background_refresh=False).close()
-    if promote:
-        registry.promote(MODEL_NAME, written.version)
+    release.apply(registry, MODEL_NAME, written.version)
     _say(progress, wall, f"{MODEL_NAME} {written.version} written to {written.path}")
     return written
 
 
 def _iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, tz=timezone.utc).isoformat()
+
+
+class _Shadow:
+    """An existing version assessing batches of the run's replay right after the new model's
+    scorer applied them: the same graph and statistics (a version's own graph is its training
+    snapshot; workers switching versions keep theirs too), its own features, detectors,
+    embeddings and ensemble."""
+
+    def __init__(self, scorer: scoring.SupplyChainScorer, settings: SupplyChainSettings) -> None:
+        self.scorer, self.settings = scorer, settings
+        self.assessed: list[tuple[int, scoring.Assessment]] = []
+
+    @classmethod
+    def start(
+        cls, version: ModelVersion, settings: SupplyChainSettings, graph: TransactionGraph, stats: RobustStats
+    ) -> "_Shadow | Exception":
+        """The shadow, or why the version cannot be one (kept for the comparison)."""
+        try:
+            model, _, _ = scoring.SupplyChainModel.from_version(version)
+            return cls(scoring.SupplyChainScorer(settings, model, graph, stats, background_refresh=False), settings)
+        except NOT_COMPARABLE as exc:
+            return exc
+
+    def after(self, start: int, batch: Sequence[SupplyChainTransaction], assess: bool) -> None:
+        """After the run's scorer applied `batch`: assess it (test batches), and refresh the
+        embeddings on the same schedule as the run's scorer."""
+        if assess:
+            with torch.no_grad():
+                self.assessed.append((start, self.scorer.assess(batch)))
+        if self.scorer.refresher is not None:
+            self.scorer.refresher.maybe_refresh(self.scorer.graph)
+
+    @staticmethod
+    def metrics_of(
+        shadow: "_Shadow | Exception | None", kind: np.ndarray, instances: np.ndarray, normal: np.ndarray, test: np.ndarray
+    ) -> dict[str, float]:
+        """The gate's offline metrics over the test period, by the run's own metric code."""
+        if not isinstance(shadow, _Shadow):
+            raise shadow if isinstance(shadow, Exception) else ValueError("it was not scored")
+        flag, evidence = np.zeros(len(kind), bool), np.zeros(len(kind))
+        for start, a in shadow.assessed:
+            d = scoring.decide(a, shadow.scorer.model.ensemble if shadow.scorer.model else None, shadow.settings)
+            flag[start:start + len(a.x)], evidence[start:start + len(a.x)] = d.flagged, d.evidence
+        # Shaped like the run's manifest metrics: the gate's paths pick the values.
+        return gate_metrics(MODEL_NAME, {"metrics": {
+            "test": {"product": _policy_metrics(flag, kind, instances, test)},
+            "ranking": {"ensemble_auc": roc_auc((~normal[test]).astype(float), evidence[test])},
+        }})
 
 
 def _policy_metrics(flag: np.ndarray, kind: np.ndarray, instances: np.ndarray, period: np.ndarray) -> dict[str, Any]:

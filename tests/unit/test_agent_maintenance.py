@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from agents.intake import RawMessage
+from stream_app.intake import RawMessage
 from agents.maintenance import pipeline
 from agents.publish import Outbox
 from tests.unit.agent_fixtures import RecordingProducer

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from agents.demand import DemandHandle, pipeline
-from agents.intake import RawMessage
+from stream_app.intake import RawMessage
 from agents.publish import Outbox
 from stream_app import metrics
 from stream_app.registry import ModelRegistry

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from agents.drift import DriftTracker
-from agents.intake import RawMessage
+from stream_app.intake import RawMessage
 from schemas import DriftEvent
 from stream_app.drift import MAX_FEATURES, DriftConfig, DriftMonitor
 from stream_app.settings import DriftSettings

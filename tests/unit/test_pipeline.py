@@ -8,7 +8,7 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from agents.intake import RawMessage
+from stream_app.intake import RawMessage
 from agents.pipeline import PROCESSING_FAILED, Output, StreamPipeline
 from agents.publish import Outbox
 from schemas import SensorReading

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.intake import RawMessage
+from stream_app.intake import RawMessage
 from agents.publish import Outbox
 from agents.supply_chain import GraphFollower, ScorerHandle, apply_verdicts, pipeline
 from stream_app.registry import ModelRegistry

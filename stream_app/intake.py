@@ -1,5 +1,6 @@
-"""Shared first step of every agent: raw Kafka messages -> validated events, each remembering
-where it came from, plus dead letters for whatever could not be decoded."""
+"""Shared first step of every agent (and of retraining from the topics): raw Kafka messages ->
+validated events, each remembering where it came from, plus dead letters for whatever could
+not be decoded."""
 
 from __future__ import annotations
 
