@@ -23,7 +23,6 @@ the readings since.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import time
@@ -42,21 +41,44 @@ from stream_app.settings import Settings
 log = logging.getLogger(__name__)
 
 MARKER_KEY = b"\x00partition"  # not a machine id: ids are printable (schemas/sensor.py)
-OFFSET_FIELD = "__offset"
+STATE_MAGIC = b"MS1\x00"
 REPLAY_BATCH = 1000
 
 
 def encode_state(arrays: dict[str, np.ndarray], offset: int) -> bytes:
-    buf = io.BytesIO()
-    np.savez(buf, **{OFFSET_FIELD: np.int64(offset)}, **arrays)
-    return buf.getvalue()
+    """A flat record: a JSON header (offset, each array's dtype and shape; object arrays, the
+    event ids, inline as JSON) then the numeric arrays' raw bytes. No pickle: a record of this
+    topic is data, never code; no zip container: ~10x cheaper than np.savez per machine."""
+    fields, blobs, inline = [], [], {}
+    for name, value in arrays.items():
+        if value.dtype == object:
+            inline[name] = value.tolist()
+        else:
+            fields.append([name, value.dtype.str, list(value.shape)])
+            blobs.append(np.ascontiguousarray(value).tobytes())
+    header = json.dumps({"offset": offset, "fields": fields, "inline": inline}, separators=(",", ":")).encode()
+    return STATE_MAGIC + len(header).to_bytes(4, "big") + header + b"".join(blobs)
 
 
 def decode_state(blob: bytes) -> tuple[dict[str, np.ndarray], int]:
-    """No pickle: a record of this topic is data, never code."""
-    with np.load(io.BytesIO(blob), allow_pickle=False) as data:
-        arrays = {name: data[name] for name in data.files}
-    return arrays, int(arrays.pop(OFFSET_FIELD))
+    if not blob.startswith(STATE_MAGIC):
+        raise ValueError("not a machine state record")
+    start = len(STATE_MAGIC) + 4
+    end = start + int.from_bytes(blob[len(STATE_MAGIC) : start], "big")
+    header = json.loads(blob[start:end])
+    arrays: dict[str, np.ndarray] = {}
+    for name, values in header["inline"].items():
+        arrays[name] = np.empty(len(values), dtype=object)
+        arrays[name][:] = values
+    pos = end
+    for name, dtype, shape in header["fields"]:
+        kind = np.dtype(dtype)
+        if kind.hasobject:
+            raise ValueError(f"state field {name} is not numeric")
+        size = kind.itemsize * int(np.prod(shape, dtype=np.int64))
+        arrays[name] = np.frombuffer(blob, dtype=kind, count=size // kind.itemsize, offset=pos).reshape(shape).copy()
+        pos += size
+    return arrays, int(header["offset"])
 
 
 class MachineStateKeeper:

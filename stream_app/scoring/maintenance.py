@@ -202,14 +202,8 @@ class MachineStates:
             self._free.extend(slots)
 
     def export(self, slot: int) -> dict[str, np.ndarray]:
-        """One machine's state as plain arrays (event ids as fixed-width strings, so the
-        snapshot loads without pickle)."""
-        out: dict[str, np.ndarray] = {}
-        for name in self._spec:
-            value = getattr(self, name)[slot]
-            if name == "hist_ids":
-                value = np.array(["" if v is None else v for v in value], dtype=str)
-            out[name] = np.asarray(value)
+        """One machine's state as arrays (copies; event ids stay an object array of str/None)."""
+        out = {name: np.array(getattr(self, name)[slot]) for name in self._spec}
         for name in self._tensors:
             out[name] = getattr(self, name)[:, slot].numpy().copy()
         return out
@@ -230,10 +224,7 @@ class MachineStates:
         if slot is None:
             slot = self.add(machine_id)
         for name in self._spec:
-            value = arrays[name]
-            if name == "hist_ids":
-                value = np.array([v or None for v in value.tolist()], dtype=object)
-            getattr(self, name)[slot] = value
+            getattr(self, name)[slot] = arrays[name]
         for name in self._tensors:
             getattr(self, name)[:, slot] = torch.from_numpy(arrays[name])
 
