@@ -9,6 +9,7 @@ import faust
 from agents import demand, maintenance, supply_chain
 from agents.drift import drift_table
 from stream_app import metrics
+from stream_app.faust_transport import StreamApp
 from stream_app.health import Health
 from stream_app.registry import ModelRegistry
 from stream_app.settings import Settings
@@ -16,8 +17,9 @@ from stream_app.settings import Settings
 
 
 def create_app(settings: Settings, health: Optional[Health] = None) -> faust.App:
-    app = faust.App(
+    app = StreamApp(
         settings.app_id,
+        fetch_max_wait_ms=settings.broker_fetch_max_wait_ms,
         broker=f"kafka://{settings.bootstrap_servers}",
         # Agents decode raw bytes themselves: faust's decoding errors kill or skip records.
         key_serializer="raw",

@@ -158,6 +158,10 @@ class Settings(BaseSettings):
     broker_rebalance_timeout_s: float = 4.0
     broker_session_timeout_s: float = 8.0
     broker_heartbeat_interval_s: float = 2.0
+    # How long a fetch may wait for data (stream_app/faust_transport.py). Apache Kafka answers as
+    # soon as data arrives, so this only paces polls of idle partitions; the embedded broker
+    # holds every fetch this long, so there it adds to every event's latency.
+    broker_fetch_max_wait_ms: int = Field(20, ge=1, le=10_000)
     # Prometheus /metrics of a worker; 0 disables (e.g. several workers on one host in tests).
     metrics_port: int = Field(9102, ge=0, le=65535)
     # Bad-input limits.

@@ -168,6 +168,48 @@ def test_scoring_is_deterministic(registry):
     assert run() == run()
 
 
+def test_micro_batches_publish_exactly_what_one_reading_at_a_time_publishes(registry):
+    """The fast path (micro-batches, rounds of one machine's readings, shared per-batch
+    arrays) against the unoptimised one (one reading per call): the same predictions, alerts
+    and explanations, field for field, probabilities to float rounding."""
+    raw, _, _ = fleet(6, 80, seed=8, missing=0.05)
+    readings = interleave([readings_for(f"M{k}", raw[k]) for k in range(6)])
+    readings = readings[:100] + sorted(readings[100:160], key=lambda r: r.machine_id) + readings[160:]
+
+    def published(batches) -> list[dict]:
+        out = []
+        for o in _score_all(_scorer(registry, NO_COOLDOWN), batches):
+            out.append(o.prediction.model_dump(exclude={"created_at"}))
+            if o.alert is not None:
+                out.append(o.alert.model_dump(exclude={"created_at"}))
+            if o.explanation is not None:
+                out.append(o.explanation.model_dump(exclude={"created_at"}))
+        return out
+
+    one_by_one = published([[r] for r in readings])
+    batched = published([readings[i : i + 97] for i in range(0, len(readings), 97)])
+    assert any("alert_id" in m for m in one_by_one), "the stream must exercise alerts too"
+    assert len(batched) == len(one_by_one)
+    texts = {"text", "summary", "explanation", "reason", "description"}  # numbers printed at 2-3 digits
+
+    def same(fast, slow, where: str) -> None:
+        if isinstance(fast, float):
+            assert fast == pytest.approx(slow, rel=1e-5, abs=1e-5), where
+        elif isinstance(fast, dict):
+            assert fast.keys() == slow.keys(), where
+            for key in fast.keys() - texts:
+                same(fast[key], slow[key], f"{where}.{key}")
+        elif isinstance(fast, list):
+            assert len(fast) == len(slow), where
+            for i, (f, s_) in enumerate(zip(fast, slow)):
+                same(f, s_, f"{where}[{i}]")
+        else:
+            assert fast == slow, where
+
+    for i, (fast, slow) in enumerate(zip(batched, one_by_one)):
+        same(fast, slow, f"output {i}")
+
+
 # --- state -----------------------------------------------------------------------------------
 def test_stateful_steps_equal_one_pass_over_the_whole_sequence(registry):
     """Machines interleaved, several readings of one machine in one batch, uneven batches, and
