@@ -184,7 +184,10 @@ def register(
             await keeper.ensure_warm(await handle.get(), messages)
             await run.process(messages)
             if keeper.snapshot_due():  # between batches: everything applied so far is published
-                await keeper.snapshot(await handle.get(), app.producer)
+                try:
+                    await keeper.snapshot(await handle.get(), app.producer)
+                except Exception:  # the state is written next turn; scoring goes on
+                    log.exception("maintenance: state snapshot failed")
             if health is not None:
                 health.progressed()
 

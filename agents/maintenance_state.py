@@ -81,6 +81,10 @@ def decode_state(blob: bytes) -> tuple[dict[str, np.ndarray], int]:
     return arrays, int(header["offset"])
 
 
+def _encoded_states(scorer: MaintenanceScorer, machines: list[str], offset: int) -> dict[str, bytes]:
+    return {m: encode_state(a, offset) for m, a in scorer.export_machines(machines).items()}
+
+
 class MachineStateKeeper:
     """Knows which partition each machine's readings come from, which machines changed since
     the last snapshot, and how far each partition was applied. Used on the event loop only;
@@ -100,6 +104,7 @@ class MachineStateKeeper:
         self.applied_before: dict[str, int] = {}
         self.partition_applied_before: dict[int, int] = {}
         self._last_snapshot = time.monotonic()
+        self._last_partition = -1
 
     # --- live batches ---------------------------------------------------------------------------
     def admit(self, events: list[SensorReading], origin: list[RawMessage]) -> tuple[list[SensorReading], list[RawMessage]]:
@@ -133,30 +138,33 @@ class MachineStateKeeper:
 
     # --- snapshots ------------------------------------------------------------------------------
     def snapshot_due(self) -> bool:
-        return time.monotonic() - self._last_snapshot >= self.interval
+        # One partition per turn, so each turn's pause stays short; each partition every `interval`.
+        return time.monotonic() - self._last_snapshot >= self.interval / max(1, len(self.warm))
 
     async def snapshot(self, scorer: MaintenanceScorer, producer: Any) -> int:
-        """Write every changed machine, then each partition's marker. Call between batches,
+        """Write the next partition's changed machines, then its marker. Call between batches,
         after their outputs were acknowledged. Returns the number of machine records."""
         self._last_snapshot = time.monotonic()
-        if scorer.model_version is None:
+        if scorer.model_version is None or not self.warm:
             return 0  # rules-only state is a few last values: nothing worth handing over
-        written = 0
-        for p in sorted(self.warm):
-            machines, offset = self.dirty.get(p, set()), self.next_offset.get(p)
-            if offset is None:
-                continue
-            states = await self._run(scorer.export_machines, sorted(machines))
-            pending = [await producer.send(self.topic, m.encode(), encode_state(a, offset), p, None, None)
-                       for m, a in states.items()]
+        order = sorted(self.warm)
+        p = self._last_partition = next((q for q in order if q > self._last_partition), order[0])
+        offset = self.next_offset.get(p)
+        if offset is None:
+            return 0
+        taken = self.dirty.pop(p, set())  # changes from now on (an outcome meanwhile) go to a new set
+        try:
+            records = await self._run(_encoded_states, scorer, sorted(taken), offset)  # off the event loop
+            pending = [await producer.send(self.topic, m.encode(), rec, p, None, None) for m, rec in records.items()]
             for fut in pending:
                 await fut
-            marker = json.dumps({"offset": offset, "model_version": scorer.model_version, "machines": len(states)})
+            marker = json.dumps({"offset": offset, "model_version": scorer.model_version, "machines": len(records)})
             await (await producer.send(self.topic, MARKER_KEY, marker.encode(), p, None, None))
-            self.dirty[p] = set()
-            written += len(states)
-        metrics.STATE_SNAPSHOT_RECORDS.labels("maintenance").inc(written)
-        return written
+        except BaseException:
+            self.dirty[p] |= taken  # not written: the next turn tries again
+            raise
+        metrics.STATE_SNAPSHOT_RECORDS.labels("maintenance").inc(len(records))
+        return len(records)
 
     # --- hand-over ------------------------------------------------------------------------------
     async def ensure_warm(self, scorer: MaintenanceScorer, messages: Sequence[RawMessage]) -> None:
