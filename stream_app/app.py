@@ -16,8 +16,9 @@ from stream_app.settings import Settings
 
 
 
-def create_app(settings: Settings, health: Optional[Health] = None) -> faust.App:
-    app = StreamApp(
+def new_faust_app(settings: Settings) -> faust.App:
+    """The Faust app with the product's broker settings and no agents (benchmarks reuse it)."""
+    return StreamApp(
         settings.app_id,
         fetch_max_wait_ms=settings.broker_fetch_max_wait_ms,
         broker=f"kafka://{settings.bootstrap_servers}",
@@ -25,6 +26,7 @@ def create_app(settings: Settings, health: Optional[Health] = None) -> faust.App
         key_serializer="raw",
         value_serializer="raw",
         topic_partitions=settings.topic_partitions,
+        # On the embedded broker these must stay short, or a group's first join waits seconds.
         broker_rebalance_timeout=settings.broker_rebalance_timeout_s,
         broker_session_timeout=settings.broker_session_timeout_s,
         broker_heartbeat_interval=settings.broker_heartbeat_interval_s,
@@ -36,6 +38,10 @@ def create_app(settings: Settings, health: Optional[Health] = None) -> faust.App
         web_enabled=False,
         logging_config=None,
     )
+
+
+def create_app(settings: Settings, health: Optional[Health] = None) -> faust.App:
+    app = new_faust_app(settings)
     registry = ModelRegistry(settings.model_dir)
     drift_state = drift_table(app, settings.topic_partitions)
     health = health or Health()
