@@ -5,7 +5,7 @@ of the heads' sigmoids at the last step) over the machine's buffered readings, r
 checkpointed LSTM state at the start of the buffer. Baseline: the training-mean reading, i.e.
 scaled sensor values 0 with missing flags 0, machine type and mode kept as they are (they are
 not something the machine "did"). Attributions sum to f(input) - f(baseline) up to the path
-integral's quadrature error; that gap is checked, the grid refined while it is too large (32
+integral's quadrature error; that gap is checked, the grid refined while it is too large (16
 steps to start, up to 512 for a saturated model), and logged if it stays large. A counterfactual
 re-runs the buffer with one sensor held at its training mean.
 
@@ -30,7 +30,7 @@ from stream_app.scoring.rules import RuleSet
 
 log = logging.getLogger(__name__)
 
-IG_STEPS = 32
+IG_STEPS = 16
 IG_MAX_STEPS = 512
 _PATH_CHUNK = 128
 # Relative completeness gap above which the quadrature is too coarse to trust blindly.
