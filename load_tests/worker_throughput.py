@@ -2,11 +2,12 @@
 
     python -m load_tests.worker_throughput [--readings 30000] [--machines 2000] [--gateway-batch 100]
 
-Pre-produces a backlog of simulated readings, then measures in the same run and on the same
-broker: (a) a plain aiokafka consumer that only decodes JSON (the ceiling of reading the topic
-from Python), (b) one worker process scoring single-reading messages, (c) the same worker
-scoring gateway messages that each carry `--gateway-batch` readings. Worker throughput is
-counted from its first prediction to the last, so start-up and group join are excluded.
+A short version of the load harness (load_tests/harness.py, whose modules it uses): on one
+embedded broker, one worker process scores a backlog of simulated readings in single-reading
+messages, then in gateway messages that each carry `--gateway-batch` readings; a plain aiokafka
+consumer that only decodes JSON reads the single-reading backlog (the ceiling of reading the
+topic from Python). Each worker first scores a warm-up, so start-up and the group join are not
+measured; its rate runs from its first prediction of the backlog to the last.
 """
 
 from __future__ import annotations
@@ -14,111 +15,27 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
-from aiokafka import AIOKafkaConsumer
-
+from load_tests import harness
+from load_tests.cluster import Launcher, free_port
+from load_tests.loadgen import STREAM_SPECS, simulate
+from load_tests.measure import CaseResult
+from load_tests.runner import Broker
 from stream_app.broker import EmbeddedBroker
-from stream_app.kafka_io import encode_json, ensure_topics, json_producer
 from stream_app.registry import ModelRegistry
-from stream_app.simulation.maintenance import FleetConfig, FleetSimulator
-
-ALL_TOPICS = ["sensor-readings", "maintenance-outcomes", "maintenance-predictions", "alerts", "explanations", "dead-letters"]
+from stream_app.settings import Settings
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _readings(n: int, machines: int) -> list[dict[str, Any]]:
-    out = []
-    for event in FleetSimulator(FleetConfig(n_machines=machines, seed=1)).live():
-        if event.kind == "reading":
-            out.append(event.value)
-            if len(out) == n:
-                return out
+def _figures(worker: CaseResult, plain: Optional[CaseResult]) -> dict[str, Any]:
+    out = {"readings": worker.events, "messages": worker.messages, "scored": worker.answered,
+           "worker_readings_per_s": worker.events_per_s or 0.0}
+    if plain is not None:
+        out["plain_consumer_msgs_per_s"] = plain.events_per_s or 0.0
     return out
-
-
-async def _produce(bootstrap: str, readings: list[dict[str, Any]], batch: int) -> float:
-    producer = json_producer(bootstrap, max_request_size=8_000_000)
-    await producer.start()
-    started = time.perf_counter()
-    try:
-        for i in range(0, len(readings), batch):
-            chunk = readings[i : i + batch]
-            value = chunk[0] if batch == 1 else chunk
-            await producer.send("sensor-readings", encode_json(value), key=chunk[0]["machine_id"].encode())
-        await producer.flush()
-    finally:
-        await producer.stop()
-    return time.perf_counter() - started
-
-
-async def _plain_consumer(bootstrap: str, expected: int) -> float:
-    consumer = AIOKafkaConsumer("sensor-readings", bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False)
-    await consumer.start()
-    seen, started = 0, None
-    try:
-        while seen < expected:
-            batches = await consumer.getmany(timeout_ms=1000, max_records=5000)
-            for records in batches.values():
-                started = started or time.perf_counter()
-                for record in records:
-                    json.loads(record.value)
-                    seen += 1
-    finally:
-        await consumer.stop()
-    return seen / (time.perf_counter() - started)
-
-
-async def _count_predictions(bootstrap: str, expected: int, timeout: float) -> tuple[int, float]:
-    consumer = AIOKafkaConsumer("maintenance-predictions", bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False)
-    await consumer.start()
-    seen, first, last = 0, None, None
-    deadline = time.monotonic() + timeout
-    try:
-        while seen < expected and time.monotonic() < deadline:
-            batches = await consumer.getmany(timeout_ms=500, max_records=5000)
-            for records in batches.values():
-                now = time.perf_counter()
-                first = first or now
-                last = now
-                seen += len(records)
-    finally:
-        await consumer.stop()
-    return seen, seen / max((last or 0) - (first or 0), 1e-9)
-
-
-def _run_worker_case(model_dir: Path, readings: list[dict[str, Any]], batch: int) -> dict[str, float]:
-    with EmbeddedBroker(f"127.0.0.1:{_free_port()}") as broker:
-        asyncio.run(ensure_topics(broker.bootstrap, ALL_TOPICS, 4))
-        produce_s = asyncio.run(_produce(broker.bootstrap, readings, batch))
-        consumer_rate = asyncio.run(_plain_consumer(broker.bootstrap, len(readings))) if batch == 1 else None
-        env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "MODEL_DIR": str(model_dir),
-               "METRICS_PORT": "0", "DATA_DIR": tempfile.mkdtemp(prefix="bench-"), "LOG_LEVEL": "WARNING",
-               "MAX_EVENTS_PER_MESSAGE": str(max(batch, 10_000)), "MAX_MESSAGE_BYTES": "8000000"}
-        worker = subprocess.Popen([sys.executable, "-m", "stream_app", "worker", "--loglevel", "warning"], env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            seen, rate = asyncio.run(_count_predictions(broker.bootstrap, len(readings), timeout=300))
-        finally:
-            worker.terminate()
-            worker.wait(30)
-    result = {"readings": len(readings), "messages": -(-len(readings) // batch), "scored": seen,
-              "worker_readings_per_s": rate, "produce_s": produce_s}
-    if consumer_rate is not None:
-        result["plain_consumer_msgs_per_s"] = consumer_rate
-    return result
 
 
 def main() -> int:
@@ -133,21 +50,32 @@ def main() -> int:
     if ModelRegistry(args.model_dir).current("maintenance") is None:
         print(f"no maintenance model in {args.model_dir}: run `stream-app train maintenance` first", file=sys.stderr)
         return 2
-    readings = _readings(args.readings, args.machines)
-    single = _run_worker_case(args.model_dir, readings, 1)
-    gateway = _run_worker_case(args.model_dir, readings, args.gateway_batch)
+    spec = STREAM_SPECS["maintenance"]
+    events = simulate(spec.name, harness.WARM_UP_EVENTS + args.readings, args.machines)
+    run_args = harness.parse_args(["--model-dir", str(args.model_dir), "--machines", str(args.machines)])
+    with tempfile.TemporaryDirectory(prefix="load-") as tmp, EmbeddedBroker(f"127.0.0.1:{free_port()}") as broker:
+        run = harness.Run(Broker(broker.bootstrap, broker.pid, Settings().topic_partitions),
+                          Launcher(broker.bootstrap, args.model_dir, Path(tmp)), run_args)
 
-    print(f"\n{len(readings)} readings of {args.machines} machines, one worker process, embedded broker")
+        async def cases() -> tuple[list[CaseResult], list[CaseResult]]:
+            single = await run.workers(spec, "single", harness.make_drive(spec, events), plain=True)
+            gateway = await run.workers(spec, "gateway", harness.make_drive(spec, events, args.gateway_batch))
+            return single, gateway
+
+        (single, plain), (gateway,) = asyncio.run(cases())
+
+    print(f"\n{single.events} readings of {args.machines} machines, one worker process, embedded broker")
     print(f"{'case':<46}{'per second':>12}")
-    print(f"{'plain aiokafka consumer, json.loads only':<46}{single['plain_consumer_msgs_per_s']:>12,.0f}")
-    print(f"{'worker, one reading per message':<46}{single['worker_readings_per_s']:>12,.0f}")
-    print(f"{f'worker, {args.gateway_batch} readings per gateway message':<46}{gateway['worker_readings_per_s']:>12,.0f}")
-    print(f"worker / plain consumer (single): {single['worker_readings_per_s'] / single['plain_consumer_msgs_per_s']:.2f}")
+    print(f"{'plain aiokafka consumer, json.loads only':<46}{plain.events_per_s or 0:>12,.0f}")
+    print(f"{'worker, one reading per message':<46}{single.events_per_s or 0:>12,.0f}")
+    print(f"{f'worker, {args.gateway_batch} readings per gateway message':<46}{gateway.events_per_s or 0:>12,.0f}")
+    if single.events_per_s and plain.events_per_s:
+        print(f"worker / plain consumer (single): {single.events_per_s / plain.events_per_s:.2f}")
     for name, case in (("single", single), ("gateway", gateway)):
-        if case["scored"] < case["readings"]:
-            print(f"WARNING: {name}: only {case['scored']} of {case['readings']} predictions seen")
+        if case.answered < case.events:
+            print(f"WARNING: {name}: only {case.answered} of {case.events} predictions seen")
     if args.json:
-        args.json.write_text(json.dumps({"single": single, "gateway": gateway}, indent=2))
+        args.json.write_text(json.dumps({"single": _figures(single, plain), "gateway": _figures(gateway, None)}, indent=2))
     return 0
 
 
