@@ -33,6 +33,7 @@ E = TypeVar("E", bound=InputEvent)
 R = TypeVar("R")
 SCORING_FAILED = "scoring_failed"
 PROCESSING_FAILED = "processing_failed"
+SCORE_CHUNK = 1000  # events scored, and their outputs sent, at a time
 
 
 @dataclass(frozen=True)
@@ -100,20 +101,14 @@ class StreamPipeline(Generic[E, R]):
         if intake.dead_letters:
             metrics.EVENTS.labels(self.stream, "dead_letter").inc(len(intake.dead_letters))
 
-        if intake.events:
-            if self.drift is not None:
-                self.drift.ensure({m.partition for m in intake.origin})
-            results, drifts = await self._score(intake.events, intake.origin)
-            for drift in drifts:
-                await self.outbox.send(self.drift_topic, f"{drift.stream}:{drift.feature}", drift)
-            sources = {getattr(e, "event_id", None): m for e, m in zip(intake.events, intake.origin)}
-            for result in results:
-                for out in self.outputs(result):
-                    message = out.message
-                    if isinstance(message, Alert):
-                        message = with_inputs(message, sources)
-                        metrics.ALERTS.labels(message.kind, message.severity, message.decision_source).inc()
-                    await self.outbox.send(out.topic, out.key, message)
+        if intake.events and self.drift is not None:
+            self.drift.ensure({m.partition for m in intake.origin})
+        # A batch of gateway messages can hold tens of thousands of events: score them a chunk
+        # at a time, so the first outputs are on their way while the rest is scored.
+        sources = {getattr(e, "event_id", None): m for e, m in zip(intake.events, intake.origin)}
+        for start in range(0, len(intake.events), SCORE_CHUNK):
+            end = start + SCORE_CHUNK
+            await self._score_and_send(intake.events[start:end], intake.origin[start:end], sources)
 
         await self.outbox.flush()
         if self.drift is not None and self.drift.snapshot_due():
@@ -123,6 +118,20 @@ class StreamPipeline(Generic[E, R]):
         for message in messages:
             if message.timestamp:
                 latency.observe(max(0.0, now - message.timestamp))
+
+    async def _score_and_send(
+        self, events: list[E], origin: list[RawMessage], sources: Mapping[Optional[str], RawMessage]
+    ) -> None:
+        results, drifts = await self._score(events, origin)
+        for drift in drifts:
+            await self.outbox.send(self.drift_topic, f"{drift.stream}:{drift.feature}", drift)
+        for result in results:
+            for out in self.outputs(result):
+                message = out.message
+                if isinstance(message, Alert):
+                    message = with_inputs(message, sources)
+                    metrics.ALERTS.labels(message.kind, message.severity, message.decision_source).inc()
+                await self.outbox.send(out.topic, out.key, message)
 
     def _score_and_observe(self, events: list[E], origin: list[RawMessage]) -> tuple[list[R], list[DriftEvent]]:
         """In the inference thread: score, then feed the drift detectors (never failing the batch)."""

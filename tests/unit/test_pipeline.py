@@ -48,3 +48,24 @@ def test_without_failure_nothing_is_dead_lettered() -> None:
         asyncio.run(run.process(_messages()))
     assert [m["event_id"] for m in producer.on("echo")] == ["e1", "e2", "e3"]
     assert producer.on("dead-letters") == []
+
+
+def test_a_large_batch_is_scored_a_chunk_at_a_time_with_every_output_in_order(monkeypatch) -> None:
+    import agents.pipeline
+
+    monkeypatch.setattr(agents.pipeline, "SCORE_CHUNK", 2)
+    sizes: list[int] = []
+
+    def score(events: list[SensorReading]) -> list[SensorReading]:
+        sizes.append(len(events))
+        return list(events)
+
+    def outputs(event: SensorReading) -> Any:
+        yield Output("echo", event.machine_id, event)
+
+    producer = RecordingProducer()
+    with ThreadPoolExecutor(1) as executor:
+        asyncio.run(StreamPipeline("maintenance", SensorReading, Settings(), score, outputs, Outbox(producer),
+                                   executor).process(_messages()))
+    assert sizes == [2, 1]
+    assert [m["event_id"] for m in producer.on("echo")] == ["e1", "e2", "e3"]
