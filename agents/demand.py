@@ -38,7 +38,7 @@ from typing import Any, Iterator, Optional, Sequence
 import numpy as np
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from stream_app.intake import RawMessage, decode_batch, limits_from_settings
+from stream_app.intake import RawMessage, decode_batch, limits_from_settings, still_assigned
 from agents.drift import DriftTracker
 from agents.pipeline import Output, StreamPipeline
 from agents.publish import Outbox
@@ -307,7 +307,9 @@ def register(app: Any, settings: Settings, registry: ModelRegistry, drift_state:
         await handle.calendar_ready()
         run = pipeline(settings, scorer, handle, Outbox(app.producer), drift_state)
         async for events in stream.take_events(conf.batch_max, within=conf.batch_within_s):
-            messages = [RawMessage.from_faust(e) for e in events]
+            messages = still_assigned([RawMessage.from_faust(e) for e in events], app.consumer.assignment())
+            if not messages:
+                continue
             await handle.ensure_warm(messages)
             await run.process(messages)
 

@@ -12,7 +12,7 @@ import logging
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 from agents.drift import DriftTracker
-from stream_app.intake import RawMessage, decode_batch, limits_from_settings
+from stream_app.intake import RawMessage, decode_batch, limits_from_settings, still_assigned
 from agents.maintenance_state import MachineStateKeeper
 from agents.pipeline import Output, StreamPipeline
 from agents.publish import Outbox
@@ -180,7 +180,9 @@ def register(
         run = pipeline(settings, handle.score_batch, Outbox(app.producer), handle.executor, drift_state,
                        handle.fall_back, keeper)
         async for events in stream.take_events(conf.batch_max, within=conf.batch_within_s):
-            messages = [RawMessage.from_faust(e) for e in events]
+            messages = still_assigned([RawMessage.from_faust(e) for e in events], app.consumer.assignment())
+            if not messages:
+                continue
             await keeper.ensure_warm(await handle.get(), messages)
             await run.process(messages)
             if keeper.snapshot_due():  # between batches: everything applied so far is published

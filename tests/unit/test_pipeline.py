@@ -69,3 +69,14 @@ def test_a_large_batch_is_scored_a_chunk_at_a_time_with_every_output_in_order(mo
                                    executor).process(_messages()))
     assert sizes == [2, 1]
     assert [m["event_id"] for m in producer.on("echo")] == ["e1", "e2", "e3"]
+
+
+def test_messages_of_partitions_no_longer_assigned_are_left_to_their_new_owner() -> None:
+    from collections import namedtuple
+
+    from stream_app.intake import still_assigned
+
+    TP = namedtuple("TP", "topic partition")
+    messages = [RawMessage("sensor-readings", p, 1, b"k", b"{}") for p in (0, 1, 2)] + [RawMessage("x", None, None, None, b"{}")]
+    kept = still_assigned(messages, {TP("sensor-readings", 0), TP("sensor-readings", 2), TP("other", 1)})
+    assert [(m.topic, m.partition) for m in kept] == [("sensor-readings", 0), ("sensor-readings", 2), ("x", None)]
