@@ -63,7 +63,7 @@ def outputs(settings: Settings) -> Callable[[ScoredReading], Iterator[Output]]:
             yield Output(topics.explanations, result.explanation.alert_id, result.explanation)
         if result.shadow is not None:
             shadow = result.shadow.prediction.model_copy(update={"shadow": True})
-            yield Output(topics.shadow_predictions, shadow.machine_id, shadow)
+            yield Output(topics.maintenance_shadow_predictions, shadow.machine_id, shadow)
 
     return publish
 

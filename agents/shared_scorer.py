@@ -166,6 +166,7 @@ class SharedScorer(Generic[S]):
         old, previous = self.serving, self.serving.model_version
         if self.shadow is not None and self.shadow.model_version == version:
             new, self.shadow = self.shadow, None
+            _close(old)
             how = "warm from shadow"
         else:
             try:
@@ -182,9 +183,11 @@ class SharedScorer(Generic[S]):
     async def _shadow(self, version: Optional[str]) -> None:
         assert self.registry is not None and self.serving is not None
         shadow: Optional[S] = None
+        if self.shadow is not None:
+            _close(self.shadow)
         if version is not None:
             try:
-                shadow = await self.run(self.load_version, self.registry.get(self.model_name, version))
+                shadow = await self.run(self.shadow_of, self.serving, self.registry.get(self.model_name, version))
             except Exception as exc:
                 log.error("%s: candidate %s %s cannot score (%s: %s)", self.stream, self.model_name, version, type(exc).__name__, exc)
         self.shadow = shadow
@@ -196,6 +199,10 @@ class SharedScorer(Generic[S]):
     def load_version(self, version: ModelVersion) -> S:
         """In the inference thread: a scorer of a named version (raises when unusable)."""
         raise NotImplementedError
+
+    def shadow_of(self, serving: S, version: ModelVersion) -> S:
+        """In the inference thread: a scorer of `version` to run beside `serving`."""
+        return self.load_version(version)
 
     def successor(self, old: S, version: ModelVersion) -> S:
         """In the inference thread: the scorer that takes over from `old` for `version` (it
@@ -215,3 +222,10 @@ class SharedScorer(Generic[S]):
             false_alerts = max(0, counts.alerts - counts.outcomes_alerted)
             stats = LiveStats(version=version, since=since, false_alerts=false_alerts, **dataclasses.asdict(counts))
             write_live(self.registry, self.model_name, stats, worker=self.worker_id)
+
+
+def _close(scorer: Any) -> None:
+    """Stop what a scorer no longer used runs in the background (supply chain: embeddings)."""
+    close = getattr(scorer, "close", None)
+    if close is not None:
+        close()

@@ -21,7 +21,7 @@ from agents.drift import DriftTracker
 from stream_app.intake import RawMessage, decode_batch, limits_from_settings
 from agents.pipeline import Output, StreamPipeline
 from agents.publish import Outbox
-from agents.shared_scorer import SharedScorer
+from agents.shared_scorer import LiveCounts, SharedScorer
 from schemas import SupplyChainTransaction, SupplyChainVerdict
 from stream_app import metrics
 from stream_app.health import Health
@@ -50,8 +50,13 @@ class ScorerHandle(SharedScorer[SupplyChainScorer]):
     def load_version(self, version: ModelVersion) -> SupplyChainScorer:
         return SupplyChainScorer.from_version(version, self.settings.supply_chain, limits=self.limits)
 
+    supports_shadow = True
+
     def successor(self, old: SupplyChainScorer, version: ModelVersion) -> SupplyChainScorer:
         return old.with_model(SupplyChainModel.from_version(version)[0])
+
+    def shadow_of(self, serving: SupplyChainScorer, version: ModelVersion) -> SupplyChainScorer:
+        return serving.beside(SupplyChainModel.from_version(version)[0])
 
 
 class GraphFollower:
@@ -149,6 +154,9 @@ def outputs(settings: Settings) -> Callable[[ScoredTransaction], Iterator[Output
         metrics.DECISIONS.labels(STREAM, score.decision_source).inc()
         metrics.CONFIDENCE.labels(STREAM).observe(score.confidence)
         yield Output(topics.supply_chain_scores, score.shipment_id, score)
+        if result.shadow is not None:
+            shadow = result.shadow.score.model_copy(update={"shadow": True})
+            yield Output(topics.supply_chain_shadow_scores, shadow.shipment_id, shadow)
         if result.alert is not None:
             yield Output(topics.alerts, result.alert.entity_id, result.alert)
         if result.explanation is not None:
@@ -184,6 +192,16 @@ def pipeline(
     )
 
 
+def _count_verdict(handle: ScorerHandle, version: Optional[str], result: Optional[str]) -> None:
+    """A confirmed attack is an incident the version alerted on, or missed."""
+    if result in ("confirmed_flagged", "confirmed_missed"):
+        counts = handle.live.setdefault(version, LiveCounts())
+        if result == "confirmed_flagged":
+            counts.outcomes_alerted += 1
+        else:
+            counts.outcomes_missed += 1
+
+
 async def apply_verdicts(handle: ScorerHandle, outbox: Outbox, messages: Sequence[RawMessage], follower: bool) -> int:
     """Dead-letter bad verdicts, join good ones to this worker's decisions (live accuracy), and,
     when no follower feeds the graph, implicate attackers in it. Returns the verdicts joined."""
@@ -203,6 +221,9 @@ async def apply_verdicts(handle: ScorerHandle, outbox: Outbox, messages: Sequenc
             if result is not None:
                 metrics.OUTCOMES.labels(STREAM, result).inc()
                 joined += 1
+            for version_scorer in (scorer, handle.shadow):  # live accuracy per version, for the gate
+                if version_scorer is not None:
+                    _count_verdict(handle, version_scorer.model_version, version_scorer.join_verdict(verdict))
         return joined
 
     try:

@@ -57,7 +57,7 @@ class MaintenancePrediction(OutputMessage):
     clipped_sensors: list[str] = Field(default_factory=list)
     unknown_sensors: list[str] = Field(default_factory=list)
     created_at: datetime
-    # True on `shadow-predictions`: a candidate version's result, never acted on (its `alert`
+    # True on `maintenance-shadow-predictions`: a candidate version's result, never acted on (its `alert`
     # says whether it would have alerted).
     shadow: bool = False
 

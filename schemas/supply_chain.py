@@ -58,3 +58,5 @@ class SupplyChainScore(OutputMessage):
     model_name: str
     model_version: Optional[str]
     created_at: datetime
+    # True on `supply-chain-shadow-scores`: a candidate version's score, never acted on.
+    shadow: bool = False

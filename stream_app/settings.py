@@ -30,7 +30,8 @@ class Topics(BaseModel):
     drift_events: str = "drift-events"
     dead_letters: str = "dead-letters"
     # A candidate model version's predictions, scored in shadow beside the served version.
-    shadow_predictions: str = "shadow-predictions"
+    maintenance_shadow_predictions: str = "maintenance-shadow-predictions"
+    supply_chain_shadow_scores: str = "supply-chain-shadow-scores"
     # Internal (workers only, compacted): per-machine model state snapshots for hand-over.
     maintenance_state: str = "maintenance-state"
 

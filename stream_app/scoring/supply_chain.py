@@ -83,6 +83,8 @@ class ScoredTransaction:
     score: SupplyChainScore
     alert: Optional[Alert]
     explanation: Optional[Explanation]
+    # The candidate version's result for the same transaction, when one scores in shadow.
+    shadow: Optional["ScoredTransaction"] = None
 
 
 # --- the model artifact -------------------------------------------------------------------------
@@ -247,10 +249,15 @@ class SupplyChainScorer:
             self.refresher.close()
         return scorer
 
+    def beside(self, model: SupplyChainModel) -> "SupplyChainScorer":
+        """Another version's model on this scorer's live graph and statistics, shared (the
+        version's own graph is its training snapshot; this one followed the topic since).
+        Applying a transaction twice is a no-op, so both may score the same batches."""
+        return type(self)(self.settings, model, self.graph, self.stats, limits=self._limits)
+
     def with_model(self, model: SupplyChainModel) -> "SupplyChainScorer":
-        """Another version's model on this scorer's live graph and statistics (hot reload: the
-        version's own graph is its training snapshot, this one followed the topic since)."""
-        scorer = type(self)(self.settings, model, self.graph, self.stats, limits=self._limits)
+        """The scorer that takes over from this one with another version (hot reload)."""
+        scorer = self.beside(model)
         scorer._flags = self._flags
         self.close()
         return scorer

@@ -17,7 +17,7 @@ from tests.integration.kafka_clients import OutputReader, SteadyProducer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-TOPICS = ["maintenance-predictions", "alerts", "explanations", "dead-letters", "shadow-predictions"]
+TOPICS = ["maintenance-predictions", "alerts", "explanations", "dead-letters", "maintenance-shadow-predictions"]
 
 
 def _two_versions(trained: Path, root: Path) -> ModelRegistry:
@@ -71,7 +71,7 @@ def test_shadow_promotion_and_rollback_under_load_lose_nothing(broker, start_wor
     assert not verdict.missing, f"{verdict.summary()}; log:\n{worker.log()[-3000:]}"
 
     predictions = reader.messages["maintenance-predictions"]
-    shadow = reader.messages["shadow-predictions"]
+    shadow = reader.messages["maintenance-shadow-predictions"]
     assert not any(p["shadow"] for p in predictions)
     assert shadow and all(p["shadow"] and p["model_version"] == "v2" for p in shadow)
     # Per machine, in reading order: v1, then v2 from the promotion, then v1 again from the

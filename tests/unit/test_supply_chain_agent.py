@@ -83,3 +83,51 @@ def test_the_follower_barrier_times_out_instead_of_blocking() -> None:
 
     assert asyncio.run(run()) == (False, True)
     assert asyncio.run(follower.sync(0.0)) is False
+
+
+def test_a_candidate_scores_in_shadow_on_the_shared_graph_and_takes_over_warm(supply_chain_model_dir: Path, tmp_path: Path) -> None:
+    """v2 (v1's artifact registered again) shadows v1: every score has its v2 twin on the shadow
+    topic, equal but for the version (same model, same live graph: applying a transaction twice
+    changes nothing), verdicts count for both versions, and promoting v2 serves the shadow."""
+    import shutil
+
+    root = tmp_path / "store"
+    shutil.copytree(supply_chain_model_dir, root)
+    registry = ModelRegistry(root)
+    v1 = registry.current("supply-chain")
+    assert v1 is not None
+    manifest = {k: v for k, v in v1.manifest.items() if k not in ("name", "version", "created_at")}
+    with registry.new_version("supply-chain", manifest, promote=False, actor="test") as staging:
+        for f in v1.path.iterdir():
+            if f.name != "manifest.json":
+                shutil.copy(f, staging / f.name)
+    registry.set_candidate("supply-chain", "v2", actor="test")
+    settings = Settings(model_dir=root)
+    handle = ScorerHandle(registry, settings)
+    events, verdicts = live_scenario(300, seed=43)
+    producer = RecordingProducer()
+
+    async def run() -> tuple[object, object]:
+        await handle.get()
+        await handle.sync()
+        shadow = handle.shadow
+        await pipeline(settings, handle.score_batch, Outbox(producer), handle.executor).process(
+            [_message(i, json.dumps(e).encode()) for i, e in enumerate(events)])
+        raw = [_message(i, json.dumps(v).encode(), "supply-chain-verdicts") for i, v in enumerate(verdicts)]
+        await apply_verdicts(handle, Outbox(producer), raw, follower=False)
+        registry.promote("supply-chain", "v2", actor="test")
+        await handle.sync()
+        return shadow, handle.serving
+
+    shadow, serving = asyncio.run(run())
+    served, shadowed = producer.on("supply-chain-scores"), producer.on("supply-chain-shadow-scores")
+    assert [s["event_id"] for s in shadowed] == [s["event_id"] for s in served] == [e["event_id"] for e in events]
+    assert {s["model_version"] for s in served} == {"v1"} and {s["model_version"] for s in shadowed} == {"v2"}
+    assert all(s["shadow"] for s in shadowed) and not any(s["shadow"] for s in served)
+    for a, b in zip(served, shadowed):
+        assert (a["score"], a["flagged"], a["decision_source"]) == (b["score"], b["flagged"], b["decision_source"])
+    assert {a["model_version"] for a in producer.on("alerts")} <= {"v1"}, "a shadow never alerts"
+    live = {v: (c.outcomes_alerted, c.outcomes_missed) for v, c in handle.live.items()}
+    assert live["v1"] == live["v2"] and sum(live["v1"]) > 0
+    assert serving is shadow, "the promoted candidate took over with the graph it shared"
+    handle.executor.shutdown()
