@@ -152,6 +152,11 @@ class FleetSimulator:
         while True:
             yield from fleet.step()
 
+    def live_readings(self, n: int) -> list[dict[str, Any]]:
+        """The first `n` sensor readings of the live stream (messages as producers send them)."""
+        readings = (event.value for event in self.live() if event.kind == "reading")
+        return [next(readings) for _ in range(n)]
+
 
 # --- physics constants -----------------------------------------------------------------------
 _LOAD = np.array([0.3, 0.8, 1.1])  # share of rated load per operating mode

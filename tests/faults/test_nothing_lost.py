@@ -10,7 +10,6 @@ from __future__ import annotations
 import signal
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -23,20 +22,10 @@ pytestmark = [pytest.mark.faults, pytest.mark.slow]
 TOPICS = ["maintenance-predictions", "alerts", "explanations", "dead-letters"]
 
 
-def load(n_readings: int) -> list[dict[str, Any]]:
-    events = []
-    for event in FleetSimulator(FleetConfig(n_machines=60, seed=21)).live():
-        if event.kind == "reading":
-            events.append(event.value)
-            if len(events) == n_readings:
-                return events
-    return events
-
-
 def test_no_event_is_lost_through_kills_restarts_rebalances_and_a_frozen_broker(
     broker, start_worker, trained_model_dir: Path, tmp_path: Path
 ) -> None:
-    events = load(24_000)
+    events = FleetSimulator(FleetConfig(n_machines=60, seed=21)).live_readings(24_000)
     faults: list[str] = []
     first = start_worker(trained_model_dir)
     time.sleep(6)  # joined

@@ -35,19 +35,9 @@ def _two_versions(trained: Path, root: Path) -> ModelRegistry:
     return registry
 
 
-def _readings(n: int) -> list[dict[str, Any]]:
-    out = []
-    for event in FleetSimulator(FleetConfig(n_machines=40, seed=5)).live():
-        if event.kind == "reading":
-            out.append(event.value)
-            if len(out) == n:
-                break
-    return out
-
-
 def test_shadow_promotion_and_rollback_under_load_lose_nothing(broker, start_worker, trained_model_dir: Path, tmp_path: Path) -> None:
     registry = _two_versions(trained_model_dir, tmp_path / "store")
-    events = _readings(6000)
+    events = FleetSimulator(FleetConfig(n_machines=40, seed=5)).live_readings(6000)
     worker = start_worker(registry.root, MODEL_POLL_S="0.5")
     time.sleep(6)  # joined
     producer = SteadyProducer(broker.bootstrap, events, rate=400)
