@@ -178,15 +178,17 @@ def in_process_cases(args: argparse.Namespace) -> list[CaseResult]:
     torch.set_num_threads(1)
     results = [
         baselines.naive_scoring(args.model_dir, args.naive_events, min(args.machines, 50)),
-        baselines.scorer_alone(args.model_dir, baselines.sensor_readings(args.events or 30_000, args.machines),
-                               Settings().maintenance.batch_max),
+        *baselines.scorer_alone(args.model_dir, baselines.sensor_readings(args.events or 30_000, args.machines),
+                                Settings().maintenance.batch_max),
     ]
     if args.memory_machines:
         results.append(baselines.memory_case(args.model_dir, args.memory_machines, args.memory_readings,
                                              Settings().maintenance.batch_max))
     for r in results:
-        per_machine = f", {r.extra['state_bytes_per_machine']:,.0f} B/machine" if r.kind == "memory" else ""
-        say(f"  {r.case}: {_summary(r)}{per_machine}")
+        detail = f", {r.extra['state_bytes_per_machine']:,.0f} B/machine" if r.kind == "memory" else ""
+        if "explanation_ms_per_alert" in r.extra:  # alerts include rule alerts (not explained): a lower bound
+            detail = f", {r.extra['alerts']:,} alerts, >= {r.extra['explanation_ms_per_alert']:.1f} ms of explanation each"
+        say(f"  {r.case}: {_summary(r)}{detail}")
     return results
 
 
