@@ -26,6 +26,16 @@ def produce(bootstrap: str, topic: str, messages: Iterable[tuple[Optional[bytes]
     return sent
 
 
+def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int) -> list[int]:
+    """The consumer group's committed offset per partition (-1 where none yet)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        found = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
+        return [tp.offset if tp.offset >= 0 else -1 for tp in found]
+    finally:
+        consumer.close()
+
+
 class OutputReader:
     """Reads topics from the beginning and keeps every decoded message, per topic."""
 

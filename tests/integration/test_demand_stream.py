@@ -17,7 +17,8 @@ import pytest
 
 from schemas import Alert, DeadLetter, DemandForecast, Explanation, deterministic_id
 from stream_app.registry import ModelRegistry
-from tests.integration.kafka_clients import OutputReader, produce
+from tests.conftest import wait_for
+from tests.integration.kafka_clients import OutputReader, committed_offsets, produce
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -188,6 +189,10 @@ def test_a_worker_killed_mid_stream_is_replaced_by_one_that_rebuilds_the_history
     try:
         before = {(f"{sku}/{market}", d) for sku, market, _ in SERIES for d in range(19)}
         assert reader.until(lambda r: before <= _closed(r), timeout=60, alive=first.alive), first.log()[-3000:]
+        # Killed once it committed something (Faust commits every ~3 s): the next worker must
+        # rebuild what lies before the committed offsets by replaying them.
+        assert wait_for(lambda: max(committed_offsets(broker.bootstrap, "stream-app", "sales-events", PARTITIONS)) > 0, 30), \
+            committed_offsets(broker.bootstrap, "stream-app", "sales-events", PARTITIONS)
         first.stop(signal.SIGKILL)
         second = start_worker(demand_model_dir, DEMAND__CALENDAR_WAIT_S="1")
         _send(broker.bootstrap, [e for day in range(20, DAYS) for e in per_day[day]])
