@@ -16,7 +16,7 @@ from stream_app.intake import RawMessage, decode_batch, limits_from_settings, st
 from agents.maintenance_state import MachineStateKeeper
 from agents.pipeline import Output, StreamPipeline
 from agents.publish import Outbox
-from agents.shared_scorer import LiveCounts, SharedScorer
+from agents.shared_scorer import SharedScorer
 from schemas import MaintenanceOutcome, SensorReading
 from stream_app import metrics
 from stream_app.health import Health
@@ -131,9 +131,7 @@ def _apply_outcome(handle: ScorerHandle, outcome: MaintenanceOutcome) -> bool:
 def _join_failure(handle: ScorerHandle, scorer: MaintenanceScorer, outcome: MaintenanceOutcome, served: bool) -> None:
     lead = scorer.alert_lead_hours(outcome.machine_id, outcome.ts)
     alerted = lead is not None and 0.0 <= lead <= scorer.horizon_hours
-    counts = handle.live.setdefault(scorer.model_version, LiveCounts())
-    counts.outcomes_alerted += alerted
-    counts.outcomes_missed += not alerted
+    handle.count_incident(scorer.model_version, alerted)
     if served:
         metrics.OUTCOMES.labels(STREAM, "alerted" if alerted else "missed").inc()
         if alerted:

@@ -121,6 +121,15 @@ class SharedScorer(Generic[S]):
     def score_shadow(self, shadow: S, events: list[Any]) -> list[Any]:
         return shadow.score_batch(events)
 
+    def count_incident(self, version: Optional[str], alerted: bool) -> None:
+        """Ground truth joined back: an incident (failure, confirmed attack) the version alerted
+        on before it, or missed. Counted for the served and the shadow version alike."""
+        counts = self.live.setdefault(version, LiveCounts())
+        if alerted:
+            counts.outcomes_alerted += 1
+        else:
+            counts.outcomes_missed += 1
+
     def _count(self, version: Optional[str], results: list[Any]) -> None:
         counts = self.live.setdefault(version, LiveCounts())
         counts.scored += len(results)

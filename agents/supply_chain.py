@@ -21,7 +21,7 @@ from agents.drift import DriftTracker
 from stream_app.intake import RawMessage, decode_batch, limits_from_settings
 from agents.pipeline import Output, StreamPipeline
 from agents.publish import Outbox
-from agents.shared_scorer import LiveCounts, SharedScorer
+from agents.shared_scorer import SharedScorer
 from schemas import SupplyChainTransaction, SupplyChainVerdict
 from stream_app import metrics
 from stream_app.health import Health
@@ -192,16 +192,6 @@ def pipeline(
     )
 
 
-def _count_verdict(handle: ScorerHandle, version: Optional[str], result: Optional[str]) -> None:
-    """A confirmed attack is an incident the version alerted on, or missed."""
-    if result in ("confirmed_flagged", "confirmed_missed"):
-        counts = handle.live.setdefault(version, LiveCounts())
-        if result == "confirmed_flagged":
-            counts.outcomes_alerted += 1
-        else:
-            counts.outcomes_missed += 1
-
-
 async def apply_verdicts(handle: ScorerHandle, outbox: Outbox, messages: Sequence[RawMessage], follower: bool) -> int:
     """Dead-letter bad verdicts, join good ones to this worker's decisions (live accuracy), and,
     when no follower feeds the graph, implicate attackers in it. Returns the verdicts joined."""
@@ -222,8 +212,9 @@ async def apply_verdicts(handle: ScorerHandle, outbox: Outbox, messages: Sequenc
                 metrics.OUTCOMES.labels(STREAM, result).inc()
                 joined += 1
             for version_scorer in (scorer, handle.shadow):  # live accuracy per version, for the gate
-                if version_scorer is not None:
-                    _count_verdict(handle, version_scorer.model_version, version_scorer.join_verdict(verdict))
+                joined_as = version_scorer.join_verdict(verdict) if version_scorer is not None else None
+                if joined_as in ("confirmed_flagged", "confirmed_missed"):
+                    handle.count_incident(version_scorer.model_version, joined_as == "confirmed_flagged")
         return joined
 
     try:

@@ -144,17 +144,12 @@ def memory_case(model_dir: Path, machines: int, readings_per_machine: int, batch
         scorer.score_batch([SensorReading.model_validate(v) for v in chunk])
         scored += len(chunk)
     seconds = time.perf_counter() - started
-    held = _machines(scorer)
+    held = scorer.machines
     state = scorer.state_bytes()
     return CaseResult("maintenance", f"memory: {machines:,} machines x {readings_per_machine} readings", "memory",
                       events=scored, answered=scored, events_per_s=scored / seconds,
                       extra={"machines": held, "state_bytes": state, "state_bytes_per_machine": state / max(held, 1),
                              "process_rss_growth_mb": (process.memory_info().rss - rss_before) / 2**20})
-
-
-def _machines(scorer: MaintenanceScorer) -> int:
-    held = scorer.machines  # a property today; tolerate it becoming a method
-    return int(held() if callable(held) else held)
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:

@@ -14,6 +14,7 @@ from stream_app.registry import ModelRegistry
 from stream_app.simulation.maintenance import FleetConfig, FleetSimulator
 from tests.faults.verifier import verify
 from tests.integration.kafka_clients import OutputReader, SteadyProducer
+from tests.model_store import register_copy
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -21,17 +22,10 @@ TOPICS = ["maintenance-predictions", "alerts", "explanations", "dead-letters", "
 
 
 def _two_versions(trained: Path, root: Path) -> ModelRegistry:
-    """The trained store plus v2: the same model registered again (outputs tell them apart
-    only by the version they name)."""
+    """The trained store plus v2: the same model registered again."""
     shutil.copytree(trained, root)
     registry = ModelRegistry(root)
-    v1 = registry.current("maintenance")
-    assert v1 is not None and v1.version == "v1"
-    manifest = {k: v for k, v in v1.manifest.items() if k not in ("name", "version", "created_at")}
-    with registry.new_version("maintenance", manifest, promote=False, actor="test") as staging:
-        for f in v1.path.iterdir():
-            if f.name != "manifest.json":
-                shutil.copy(f, staging / f.name)
+    assert register_copy(registry, "maintenance") == "v2"
     return registry
 
 

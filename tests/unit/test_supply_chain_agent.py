@@ -15,6 +15,7 @@ from agents.supply_chain import GraphFollower, ScorerHandle, apply_verdicts, pip
 from stream_app.registry import ModelRegistry
 from stream_app.settings import Settings
 from tests.integration.supply_chain_fixtures import live_scenario, one_torch_thread, supply_chain_model_dir  # noqa: F401
+from tests.model_store import register_copy
 from tests.unit.agent_fixtures import RecordingProducer
 from tests.unit.test_supply_chain_graph import chain, tx
 
@@ -94,14 +95,7 @@ def test_a_candidate_scores_in_shadow_on_the_shared_graph_and_takes_over_warm(su
     root = tmp_path / "store"
     shutil.copytree(supply_chain_model_dir, root)
     registry = ModelRegistry(root)
-    v1 = registry.current("supply-chain")
-    assert v1 is not None
-    manifest = {k: v for k, v in v1.manifest.items() if k not in ("name", "version", "created_at")}
-    with registry.new_version("supply-chain", manifest, promote=False, actor="test") as staging:
-        for f in v1.path.iterdir():
-            if f.name != "manifest.json":
-                shutil.copy(f, staging / f.name)
-    registry.set_candidate("supply-chain", "v2", actor="test")
+    registry.set_candidate("supply-chain", register_copy(registry, "supply-chain"), actor="test")
     settings = Settings(model_dir=root)
     handle = ScorerHandle(registry, settings)
     events, verdicts = live_scenario(300, seed=43)
