@@ -6,17 +6,19 @@ the readings since.
   every reading applied so far were acknowledged), the state of each machine changed since the
   last snapshot goes to `maintenance-state`, keyed by machine, on its readings' partition,
   tagged with the offset it is valid at (the partition's next reading not yet applied); then,
-  once those are acknowledged, a partition marker with that offset. Compaction keeps the
-  latest record per key.
+  once those are acknowledged, a partition marker with that offset, carrying the partition's
+  drift detectors as they stood at the same point. Compaction keeps the latest record per key.
 * Restore: the first batch from a partition this process does not hold reads that partition of
-  `maintenance-state`, loads the machines, and replays `sensor-readings` from the marker's
-  offset up to the batch's first offset without publishing (those outputs were acknowledged
+  `maintenance-state`, loads the machines and the drift detectors, and replays
+  `sensor-readings` from the marker's offset up to the batch's first offset (scoring and
+  feeding the detectors) without publishing (those outputs were acknowledged
   before the previous owner's offsets were committed). Readings a loaded state already
   includes (the previous owner published and snapshot them, but had not committed yet) are
   skipped, in the replay and in the live batch. No marker: the replay starts at the beginning
   of what the topic retains.
 * Exact: a machine ends up in the state one uninterrupted scorer would have (cooldowns and
-  history for explanations included), up to float rounding of different batch shapes. Not
+  history for explanations included), and a partition's drift detectors in the state of one
+  monitor fed the partition in offset order, up to float rounding of different batch shapes. Not
   restored: a failure/repair outcome of `maintenance-outcomes` read after the last snapshot
   by a worker that then died (the reading's own `cycle` restart still starts the new life).
 """
@@ -32,6 +34,7 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from agents.drift import DriftTracker
 from stream_app.intake import RawMessage, decode_batch, limits_from_settings
 from schemas import SensorReading
 from stream_app import metrics
@@ -42,7 +45,9 @@ log = logging.getLogger(__name__)
 
 MARKER_KEY = b"\x00partition"  # not a machine id: ids are printable (schemas/sensor.py)
 STATE_MAGIC = b"MS1\x00"
+MARKER_MAGIC = b"MK1\x00"
 REPLAY_BATCH = 1000
+REPLAY_STALL_S = 60.0  # no record for this long while replaying: give up on the rest
 
 
 def encode_state(arrays: dict[str, np.ndarray], offset: int) -> bytes:
@@ -81,8 +86,38 @@ def decode_state(blob: bytes) -> tuple[dict[str, np.ndarray], int]:
     return arrays, int(header["offset"])
 
 
-def _encoded_states(scorer: MaintenanceScorer, machines: list[str], offset: int) -> dict[str, bytes]:
-    return {m: encode_state(a, offset) for m, a in scorer.export_machines(machines).items()}
+def encode_marker(info: dict[str, Any], drift: Optional[bytes]) -> bytes:
+    """A partition marker: a JSON header (offset, model version, ...) and, in the same record so
+    the two always agree, the partition's drift detectors as they stood at that offset."""
+    header = json.dumps(info, separators=(",", ":")).encode()
+    return MARKER_MAGIC + len(header).to_bytes(4, "big") + header + (drift or b"")
+
+
+def decode_marker(blob: bytes) -> tuple[dict[str, Any], Optional[bytes]]:
+    if blob.startswith(b"{"):  # markers written before drift travelled with them
+        return json.loads(blob), None
+    if not blob.startswith(MARKER_MAGIC):
+        raise ValueError("not a partition marker")
+    start = len(MARKER_MAGIC) + 4
+    end = start + int.from_bytes(blob[len(MARKER_MAGIC) : start], "big")
+    return json.loads(blob[start:end]), blob[end:] or None
+
+
+def _export_partition(
+    scorer: MaintenanceScorer, machines: list[str], offset: int, drift: Optional[DriftTracker], p: int
+) -> tuple[dict[str, bytes], Optional[bytes]]:
+    """In the inference thread, at one point between batches: the machines' states and the
+    partition's drift detectors, all valid at `offset`."""
+    records = {m: encode_state(a, offset) for m, a in scorer.export_machines(machines).items()}
+    return records, drift.dumps(p) if drift is not None else None
+
+
+def _replay_batch(scorer: MaintenanceScorer, drift: Optional[DriftTracker], events: list[SensorReading],
+                  origin: list[RawMessage]) -> None:
+    """In the inference thread: what a live batch does to state, without its outputs."""
+    results = scorer.score_batch(events, explain=False)
+    if drift is not None and events:
+        drift.observe(events, results, origin)
 
 
 class MachineStateKeeper:
@@ -105,6 +140,8 @@ class MachineStateKeeper:
         self.partition_applied_before: dict[int, int] = {}
         self._last_snapshot = time.monotonic()
         self._last_partition = -1
+        # The stream's drift detectors, handed over with the machines (set by the pipeline).
+        self.drift: Optional[DriftTracker] = None
 
     # --- live batches ---------------------------------------------------------------------------
     def admit(self, events: list[SensorReading], origin: list[RawMessage]) -> tuple[list[SensorReading], list[RawMessage]]:
@@ -154,12 +191,12 @@ class MachineStateKeeper:
             return 0
         taken = self.dirty.pop(p, set())  # changes from now on (an outcome meanwhile) go to a new set
         try:
-            records = await self._run(_encoded_states, scorer, sorted(taken), offset)  # off the event loop
+            records, drift = await self._run(_export_partition, scorer, sorted(taken), offset, self.drift, p)
             pending = [await producer.send(self.topic, m.encode(), rec, p, None, None) for m, rec in records.items()]
             for fut in pending:
                 await fut
-            marker = json.dumps({"offset": offset, "model_version": scorer.model_version, "machines": len(records)})
-            await (await producer.send(self.topic, MARKER_KEY, marker.encode(), p, None, None))
+            marker = encode_marker({"offset": offset, "model_version": scorer.model_version, "machines": len(records)}, drift)
+            await (await producer.send(self.topic, MARKER_KEY, marker, p, None, None))
         except BaseException:
             self.dirty[p] |= taken  # not written: the next turn tries again
             raise
@@ -181,16 +218,17 @@ class MachineStateKeeper:
             try:
                 loaded, replayed = await self._restore(scorer, p, end)
                 log.info("maintenance: partition %d handed over: %d machine states loaded, %d readings replayed "
-                         "in %.1f s", p, loaded, replayed, time.monotonic() - started)
+                         "from offset %d to %d in %.1f s", p, loaded, replayed, self.partition_applied_before[p], end,
+                         time.monotonic() - started)
             except Exception:  # scoring goes on; the partition's machines warm up again
                 log.exception("maintenance: restoring partition %d failed; its machines start cold", p)
 
     async def _restore(self, scorer: MaintenanceScorer, p: int, end: int) -> tuple[int, int]:
         records = await self._read_state(p)
         marker = records.pop(MARKER_KEY, None)
-        start, version = 0, None
+        start, version, drift = 0, None, None
         if marker is not None:
-            info = json.loads(marker)
+            info, drift = decode_marker(marker)
             start, version = int(info["offset"]), info.get("model_version")
         states: dict[str, dict[str, np.ndarray]] = {}
         if version is not None and version == scorer.model_version:
@@ -203,7 +241,14 @@ class MachineStateKeeper:
         elif marker is not None:
             log.warning("maintenance: partition %d states are of model %s, this worker serves %s: replaying "
                         "from the beginning", p, version, scorer.model_version)
-            start = 0
+            start, drift = 0, None
+        if self.drift is not None:
+            self.drift.fresh(p)
+            try:
+                if drift is not None:
+                    self.drift.load(p, drift)
+            except Exception:  # unreadable: the partition's detectors learn a new reference
+                log.warning("maintenance: partition %d drift snapshot unreadable; detectors start afresh", p, exc_info=True)
         loaded = await self._run(scorer.import_machines, states)
         self.dirty[p] |= set(states)
         self.partition_applied_before[p] = start
@@ -213,43 +258,66 @@ class MachineStateKeeper:
         return loaded, replayed
 
     async def _read_state(self, p: int) -> dict[bytes, bytes]:
-        """The partition's latest record per key (read by fetch up to its high watermark)."""
+        """The partition's latest record per key, read by fetch up to its high watermark (an
+        empty fetch before that is a slow broker, not the end). A read cut short is still
+        consistent: every record pairs a state with the offset it is valid at, and an older
+        marker only means a longer replay."""
         tp = TopicPartition(self.topic, p)
         latest: dict[bytes, bytes] = {}
         async with _consumer(self.settings) as consumer:
             consumer.assign([tp])
             await consumer.seek_to_beginning(tp)
+            last_progress = time.monotonic()
             while True:
                 records = (await consumer.getmany(tp, timeout_ms=1000, max_records=REPLAY_BATCH)).get(tp, [])
-                if not records:
-                    break
                 for r in records:
                     if r.key is not None and r.value is not None:
                         latest[r.key] = r.value
                 high = consumer.highwater(tp)
                 if high is not None and await consumer.position(tp) >= high:
                     break
+                if records:
+                    last_progress = time.monotonic()
+                elif time.monotonic() - last_progress > REPLAY_STALL_S:
+                    log.error("maintenance: reading partition %d of %s stalled; restoring from what was read", p, self.topic)
+                    break
         return latest
 
     async def _replay(self, scorer: MaintenanceScorer, p: int, start: int, end: int) -> int:
+        """Apply readings [start, end) of partition `p`, in order, without publishing. An empty
+        fetch is not the end: a loaded broker or a fresh consumer can take seconds to return
+        the first records, and stopping early would leave every machine behind. Only a stall
+        longer than REPLAY_STALL_S, or retention having dropped the range, ends it short."""
         tp = TopicPartition(self.readings_topic, p)
         limits = limits_from_settings(self.settings)
         replayed = 0
         async with _consumer(self.settings) as consumer:
             consumer.assign([tp])
             consumer.seek(tp, start)
-            while await consumer.position(tp) < end:
-                records = (await consumer.getmany(tp, timeout_ms=2000, max_records=REPLAY_BATCH)).get(tp, [])
+            last_progress = time.monotonic()
+            while (position := await consumer.position(tp)) < end:
+                records = (await consumer.getmany(tp, timeout_ms=1000, max_records=REPLAY_BATCH)).get(tp, [])
                 if not records:
-                    break  # nothing more is retained
+                    first = (await consumer.beginning_offsets([tp]))[tp]
+                    if position < first:  # retention dropped the start: replay what is left
+                        log.warning("maintenance: partition %d readings %d..%d are no longer retained", p, position, first)
+                        consumer.seek(tp, first)
+                    elif time.monotonic() - last_progress > REPLAY_STALL_S:
+                        metrics.STATE_REPLAY_INCOMPLETE.labels("maintenance").inc()
+                        log.error("maintenance: partition %d replay stalled at %d of %d; its machines miss "
+                                  "the rest", p, position, end)
+                        break
+                    continue
+                last_progress = time.monotonic()
                 raw = [RawMessage(r.topic, r.partition, r.offset, r.key, r.value) for r in records if r.offset < end]
                 intake = decode_batch(raw, SensorReading, limits)  # bad ones were dead-lettered the first time
-                events = [e for e, m in zip(intake.events, intake.origin)
-                          if not self._already_applied(e.machine_id, p, m.offset or 0)]
+                kept = [(e, m) for e, m in zip(intake.events, intake.origin)
+                        if not self._already_applied(e.machine_id, p, m.offset or 0)]
+                events, origin = [e for e, _ in kept], [m for _, m in kept]
                 for e in events:
                     self.partition_of[e.machine_id] = p
                     self.dirty[p].add(e.machine_id)
-                await self._run(scorer.score_batch, events, False)
+                await self._run(_replay_batch, scorer, self.drift, events, origin)
                 replayed += len(events)
         metrics.STATE_REPLAYED.labels("maintenance").inc(replayed)
         return replayed
@@ -264,6 +332,8 @@ class MachineStateKeeper:
         for scorer in scorers:
             if scorer is not None:
                 await self._run(scorer.drop_machines, machines)
+        if self.drift is not None:
+            await self._run(self.drift.drop, gone)
         for m in machines:
             del self.partition_of[m]
             self.applied_before.pop(m, None)

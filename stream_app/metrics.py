@@ -47,6 +47,7 @@ SCORER_FALLBACKS = Counter(f"{PREFIX}_scorer_fallbacks_total", "Times a stream's
 STATE_SNAPSHOT_RECORDS = Counter(f"{PREFIX}_state_snapshot_records_total", "Entity states written to the state topic", ["stream"])
 STATE_RESTORED = Counter(f"{PREFIX}_state_restored_total", "Entity states loaded from the state topic on taking a partition over", ["stream"])
 STATE_REPLAYED = Counter(f"{PREFIX}_state_replayed_events_total", "Events replayed (not published) to bring restored state up to date", ["stream"])
+STATE_REPLAY_INCOMPLETE = Counter(f"{PREFIX}_state_replay_incomplete_total", "Hand-over replays that stalled before reaching the partition's first live offset", ["stream"])
 STATE_SKIPPED = Counter(f"{PREFIX}_state_skipped_events_total", "Redelivered events skipped: a restored state already included them", ["stream"])
 MODEL_SWITCHES = Counter(f"{PREFIX}_model_switches_total", "Times a worker switched the version it serves (promotion, rollback)", ["stream", "version"])
 MODEL_INFO = Gauge(f"{PREFIX}_model_info", "1 for the model version a stream serves", ["stream", "model", "version"])
