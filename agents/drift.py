@@ -69,6 +69,22 @@ class DriftTracker(Generic[E, R]):
                     log.warning("%s drift snapshot of partition %s unreadable; starting afresh", self.stream, partition)
             self.monitors[partition] = monitor or DriftMonitor(self.stream, partition, self.config, self.kswin_features)
 
+    # --- hand-over with a stream's entity state (maintenance): instead of the table ---------------
+    def fresh(self, partition: Optional[int]) -> None:
+        self.monitors[partition] = DriftMonitor(self.stream, partition, self.config, self.kswin_features)
+
+    def load(self, partition: Optional[int], snapshot: bytes) -> None:
+        self.monitors[partition] = DriftMonitor.loads(snapshot)
+
+    def dumps(self, partition: Optional[int]) -> Optional[bytes]:
+        """In the inference thread."""
+        monitor = self.monitors.get(partition)
+        return monitor.dumps() if monitor is not None else None
+
+    def drop(self, partitions: set[int]) -> None:
+        for partition in partitions:
+            self.monitors.pop(partition, None)
+
     def observe(self, events: Sequence[E], results: Sequence[R], origin: Sequence[RawMessage]) -> list[DriftEvent]:
         """In the inference thread: feed each partition's monitor with its events' values."""
         by_partition: dict[Optional[int], list[int]] = defaultdict(list)

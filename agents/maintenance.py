@@ -107,7 +107,12 @@ def pipeline(
 ) -> StreamPipeline[SensorReading, ScoredReading]:
     drift = None
     if settings.drift.enabled:
-        drift = DriftTracker(STREAM, settings.drift, drift_values, ("failure_probability", "confidence"), table)
+        # With the state hand-over, the detectors move with the machines (exact); else the table.
+        handed_over = keeper is not None and settings.maintenance.restore_on_assign
+        drift = DriftTracker(STREAM, settings.drift, drift_values, ("failure_probability", "confidence"),
+                             None if handed_over else table)
+        if keeper is not None:
+            keeper.drift = drift
     args = (STREAM, SensorReading, settings, score, outputs(settings), outbox, executor, drift, fallback)
     return StreamPipeline(*args) if keeper is None else _StatefulPipeline(keeper, *args)
 

@@ -14,12 +14,13 @@ it returns and snapshot the monitor (`dumps`/`loads`) into a Faust table.
 
 from __future__ import annotations
 
+import io
 import math
 import pickle
 import statistics
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Iterable, Mapping, Optional
+from typing import Any, Iterable, Mapping, Optional
 
 from river import drift as river_drift
 
@@ -190,12 +191,40 @@ class DriftMonitor:
     def window_means(self) -> dict[str, float]:
         return {name: f.window_mean for name, f in self.features.items()}
 
+    def summary(self) -> dict[str, dict[str, float]]:
+        """Per feature, the numbers that say where the detectors stand (for comparing two
+        monitors that should have seen the same values)."""
+        return {
+            name: {"seen": f.seen, "reference_n": f.reference.n, "reference_mean": f.reference.mean,
+                   "adwin_width": f.adwin.width, "adwin_mean": f.adwin.estimation}
+            for name, f in self.features.items()
+        }
+
     def dumps(self) -> bytes:
         return pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
 
     @staticmethod
     def loads(data: bytes) -> "DriftMonitor":
-        monitor = pickle.loads(data)
+        """Snapshots travel through Kafka topics: only the detector classes may be rebuilt from
+        one, so a forged record cannot make a worker run code."""
+        monitor = _SnapshotUnpickler(io.BytesIO(data)).load()
         if not isinstance(monitor, DriftMonitor):
             raise TypeError("not a drift monitor snapshot")
         return monitor
+
+
+_SNAPSHOT_CLASSES = {
+    ("collections", "deque"), ("random", "Random"),
+    # numpy scalars (KSWIN keeps its last p-value as one): rebuilt from a dtype and raw bytes
+    ("numpy", "dtype"), ("numpy._core.multiarray", "scalar"), ("numpy.core.multiarray", "scalar"),
+    ("river.drift.adwin", "ADWIN"), ("river.drift.kswin", "KSWIN"), ("river._river_rust.drift", "AdaptiveWindowing"),
+    ("stream_app.drift", "DriftConfig"), ("stream_app.drift", "DriftMonitor"),
+    ("stream_app.drift", "FeatureDrift"), ("stream_app.drift", "_Reference"),
+}
+
+
+class _SnapshotUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _SNAPSHOT_CLASSES:
+            raise pickle.UnpicklingError(f"{module}.{name} is not part of a drift snapshot")
+        return super().find_class(module, name)

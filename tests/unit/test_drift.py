@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 
@@ -61,6 +63,18 @@ def test_snapshot_round_trip_keeps_the_reference() -> None:
     assert feed(restored, rng.normal(8, 1, 2000)), "the restored monitor still knows the old normal"
     with pytest.raises(TypeError):
         DriftMonitor.loads(__import__("pickle").dumps({"not": "a monitor"}))
+
+
+class _RunsCode:
+    def __reduce__(self) -> tuple:
+        return (print, ("a snapshot ran code",))
+
+
+def test_a_forged_snapshot_cannot_run_code(capsys: pytest.CaptureFixture[str]) -> None:
+    """Snapshots are read back from Kafka topics: anything but the detectors' own classes is refused."""
+    with pytest.raises(pickle.UnpicklingError, match="builtins.print"):
+        DriftMonitor.loads(pickle.dumps(_RunsCode()))
+    assert "ran code" not in capsys.readouterr().out
 
 
 def test_feature_count_is_bounded() -> None:
