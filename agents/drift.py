@@ -50,6 +50,8 @@ class DriftTracker(Generic[E, R]):
         self.table = table
         self.snapshot_interval = settings.snapshot_interval_s
         self.monitors: dict[Optional[int], DriftMonitor] = {}
+        # Restored detectors: events below these offsets are in them already (never fed twice).
+        self.fed_from: dict[Optional[int], int] = {}
         self._last_snapshot = time.monotonic()
 
     def _key(self, partition: Optional[int]) -> bytes:
@@ -72,9 +74,12 @@ class DriftTracker(Generic[E, R]):
     # --- hand-over with a stream's entity state (maintenance): instead of the table ---------------
     def fresh(self, partition: Optional[int]) -> None:
         self.monitors[partition] = DriftMonitor(self.stream, partition, self.config, self.kswin_features)
+        self.fed_from.pop(partition, None)
 
-    def load(self, partition: Optional[int], snapshot: bytes) -> None:
+    def load(self, partition: Optional[int], snapshot: bytes, offset: int) -> None:
+        """Detectors that already include the partition's events below `offset`."""
         self.monitors[partition] = DriftMonitor.loads(snapshot)
+        self.fed_from[partition] = offset
 
     def dumps(self, partition: Optional[int]) -> Optional[bytes]:
         """In the inference thread."""
@@ -84,12 +89,14 @@ class DriftTracker(Generic[E, R]):
     def drop(self, partitions: set[int]) -> None:
         for partition in partitions:
             self.monitors.pop(partition, None)
+            self.fed_from.pop(partition, None)
 
     def observe(self, events: Sequence[E], results: Sequence[R], origin: Sequence[RawMessage]) -> list[DriftEvent]:
         """In the inference thread: feed each partition's monitor with its events' values."""
         by_partition: dict[Optional[int], list[int]] = defaultdict(list)
         for i, message in enumerate(origin[: len(results)]):
-            by_partition[message.partition].append(i)
+            if message.offset is None or message.offset >= self.fed_from.get(message.partition, -1):
+                by_partition[message.partition].append(i)
         found: list[DriftEvent] = []
         for partition, idx in by_partition.items():
             values = self.extract([events[i] for i in idx], [results[i] for i in idx])

@@ -16,6 +16,11 @@ the readings since.
   includes (the previous owner published and snapshot them, but had not committed yet) are
   skipped, in the replay and in the live batch. No marker: the replay starts at the beginning
   of what the topic retains.
+* Owners: each taking-over of a partition writes its records and markers under a new token.
+  Normally every record carries the marker's token (a new owner rewrites every machine it
+  loaded in its first snapshot). A record of another token means two writers overlapped (a
+  worker whose session expired kept writing for a moment); the replay then starts at the
+  oldest such record's offset instead of the marker's, so no machine skips readings.
 * Exact: a machine ends up in the state one uninterrupted scorer would have (cooldowns and
   history for explanations included), and a partition's drift detectors in the state of one
   monitor fed the partition in offset order, up to float rounding of different batch shapes. Not
@@ -28,8 +33,9 @@ from __future__ import annotations
 import json
 import logging
 import time
+import uuid
 from collections import defaultdict
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import numpy as np
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -50,7 +56,13 @@ REPLAY_BATCH = 1000
 REPLAY_STALL_S = 60.0  # no record for this long while replaying: give up on the rest
 
 
-def encode_state(arrays: dict[str, np.ndarray], offset: int) -> bytes:
+class StateRecord(NamedTuple):
+    arrays: dict[str, np.ndarray]
+    offset: int  # the partition's first reading not in the state
+    owner: str  # the hand-over that wrote it (see `_restore`)
+
+
+def encode_state(arrays: dict[str, np.ndarray], offset: int, owner: str = "") -> bytes:
     """A flat record: a JSON header (offset, each array's dtype and shape; object arrays, the
     event ids, inline as JSON) then the numeric arrays' raw bytes. No pickle: a record of this
     topic is data, never code; no zip container: ~10x cheaper than np.savez per machine."""
@@ -61,11 +73,11 @@ def encode_state(arrays: dict[str, np.ndarray], offset: int) -> bytes:
         else:
             fields.append([name, value.dtype.str, list(value.shape)])
             blobs.append(np.ascontiguousarray(value).tobytes())
-    header = json.dumps({"offset": offset, "fields": fields, "inline": inline}, separators=(",", ":")).encode()
+    header = json.dumps({"offset": offset, "owner": owner, "fields": fields, "inline": inline}, separators=(",", ":")).encode()
     return STATE_MAGIC + len(header).to_bytes(4, "big") + header + b"".join(blobs)
 
 
-def decode_state(blob: bytes) -> tuple[dict[str, np.ndarray], int]:
+def decode_state(blob: bytes) -> StateRecord:
     if not blob.startswith(STATE_MAGIC):
         raise ValueError("not a machine state record")
     start = len(STATE_MAGIC) + 4
@@ -83,7 +95,7 @@ def decode_state(blob: bytes) -> tuple[dict[str, np.ndarray], int]:
         size = kind.itemsize * int(np.prod(shape, dtype=np.int64))
         arrays[name] = np.frombuffer(blob, dtype=kind, count=size // kind.itemsize, offset=pos).reshape(shape).copy()
         pos += size
-    return arrays, int(header["offset"])
+    return StateRecord(arrays, int(header["offset"]), str(header.get("owner", "")))
 
 
 def encode_marker(info: dict[str, Any], drift: Optional[bytes]) -> bytes:
@@ -104,11 +116,11 @@ def decode_marker(blob: bytes) -> tuple[dict[str, Any], Optional[bytes]]:
 
 
 def _export_partition(
-    scorer: MaintenanceScorer, machines: list[str], offset: int, drift: Optional[DriftTracker], p: int
+    scorer: MaintenanceScorer, machines: list[str], offset: int, owner: str, drift: Optional[DriftTracker], p: int
 ) -> tuple[dict[str, bytes], Optional[bytes]]:
     """In the inference thread, at one point between batches: the machines' states and the
     partition's drift detectors, all valid at `offset`."""
-    records = {m: encode_state(a, offset) for m, a in scorer.export_machines(machines).items()}
+    records = {m: encode_state(a, offset, owner) for m, a in scorer.export_machines(machines).items()}
     return records, drift.dumps(p) if drift is not None else None
 
 
@@ -142,6 +154,8 @@ class MachineStateKeeper:
         self._last_partition = -1
         # The stream's drift detectors, handed over with the machines (set by the pipeline).
         self.drift: Optional[DriftTracker] = None
+        # One token per taking-over of a partition, written into its records and markers.
+        self.owner: dict[int, str] = {}
 
     # --- live batches ---------------------------------------------------------------------------
     def admit(self, events: list[SensorReading], origin: list[RawMessage]) -> tuple[list[SensorReading], list[RawMessage]]:
@@ -191,11 +205,13 @@ class MachineStateKeeper:
             return 0
         taken = self.dirty.pop(p, set())  # changes from now on (an outcome meanwhile) go to a new set
         try:
-            records, drift = await self._run(_export_partition, scorer, sorted(taken), offset, self.drift, p)
+            owner = self.owner.setdefault(p, uuid.uuid4().hex)
+            records, drift = await self._run(_export_partition, scorer, sorted(taken), offset, owner, self.drift, p)
             pending = [await producer.send(self.topic, m.encode(), rec, p, None, None) for m, rec in records.items()]
             for fut in pending:
                 await fut
-            marker = encode_marker({"offset": offset, "model_version": scorer.model_version, "machines": len(records)}, drift)
+            info = {"offset": offset, "owner": owner, "model_version": scorer.model_version, "machines": len(records)}
+            marker = encode_marker(info, drift)
             await (await producer.send(self.topic, MARKER_KEY, marker, p, None, None))
         except BaseException:
             self.dirty[p] |= taken  # not written: the next turn tries again
@@ -226,18 +242,28 @@ class MachineStateKeeper:
     async def _restore(self, scorer: MaintenanceScorer, p: int, end: int) -> tuple[int, int]:
         records = await self._read_state(p)
         marker = records.pop(MARKER_KEY, None)
-        start, version, drift = 0, None, None
+        start, version, drift, owner = 0, None, None, ""
         if marker is not None:
             info, drift = decode_marker(marker)
-            start, version = int(info["offset"]), info.get("model_version")
+            start, version, owner = int(info["offset"]), info.get("model_version"), str(info.get("owner", ""))
+        drift_at = start
         states: dict[str, dict[str, np.ndarray]] = {}
         if version is not None and version == scorer.model_version:
             for key, blob in records.items():
-                arrays, offset = decode_state(blob)
+                record = decode_state(blob)
                 machine = key.decode()
-                states[machine] = arrays
-                self.applied_before[machine] = offset
+                states[machine] = record.arrays
+                self.applied_before[machine] = record.offset
                 self.partition_of[machine] = p
+                if record.owner != owner:
+                    # Written by another owner than the marker's: one that lost the partition
+                    # but kept writing (a worker whose session expired unnoticed), or the owner
+                    # the marker's writer had lost it to. Its machine may have readings the
+                    # marker's offset skips: replay from the record's own offset.
+                    start = min(start, record.offset)
+            if start < drift_at:
+                log.warning("maintenance: partition %d has states of more than one owner; replaying from %d, not %d",
+                            p, start, drift_at)
         elif marker is not None:
             log.warning("maintenance: partition %d states are of model %s, this worker serves %s: replaying "
                         "from the beginning", p, version, scorer.model_version)
@@ -246,7 +272,7 @@ class MachineStateKeeper:
             self.drift.fresh(p)
             try:
                 if drift is not None:
-                    self.drift.load(p, drift)
+                    self.drift.load(p, drift, drift_at)
             except Exception:  # unreadable: the partition's detectors learn a new reference
                 log.warning("maintenance: partition %d drift snapshot unreadable; detectors start afresh", p, exc_info=True)
         loaded = await self._run(scorer.import_machines, states)
@@ -339,6 +365,7 @@ class MachineStateKeeper:
             self.applied_before.pop(m, None)
         for p in gone:
             self.warm.discard(p)
+            self.owner.pop(p, None)
             self.dirty.pop(p, None)
             self.next_offset.pop(p, None)
             self.partition_applied_before.pop(p, None)

@@ -75,10 +75,15 @@ async def _produce(bootstrap: str, readings: list[dict[str, Any]]) -> list[list[
     await producer.start()
     by_partition: list[list[RawMessage]] = [[] for _ in range(PARTITIONS)]
     try:
+        sent = []
         for r in readings:
             key, value, p = r["machine_id"].encode(), encode_json(r), _partition(r["machine_id"])
-            meta = await (await producer.send("sensor-readings", value, key=key, partition=p))
+            sent.append((key, value, p, await producer.send("sensor-readings", value, key=key, partition=p)))
+        for key, value, p, delivery in sent:
+            meta = await delivery
             by_partition[p].append(RawMessage("sensor-readings", p, meta.offset, key, value))
+        for messages in by_partition:
+            messages.sort(key=lambda m: m.offset or 0)
     finally:
         await producer.stop()
     return by_partition
@@ -123,18 +128,22 @@ def _reference(model_dir: Path, settings: Settings, log: list[list[RawMessage]])
     return probabilities, drift
 
 
-def _differences(worker: _Worker, reference: dict[str, float], drift: DriftTracker, log: list[list[RawMessage]]) -> tuple[int, list[str]]:
-    live = [SensorReading.model_validate_json(m.value or b"").event_id for messages in log for m in messages[len(messages) // 2 :]]
-    wrong = sum(1 for e in live if abs(worker.probabilities[e] - reference[e]) > 1e-4)
-    drifted: list[str] = []
+def _drift_differences(worker: _Worker, drift: DriftTracker) -> list[str]:
+    found: list[str] = []
     for p in range(PARTITIONS):
         mine, theirs = worker.drift.monitors[p].summary(), drift.monitors[p].summary()
         assert mine.keys() == theirs.keys()
         for feature, stats in theirs.items():
             for name, value in stats.items():
                 if abs(mine[feature][name] - value) > 1e-6 * max(1.0, abs(value)):
-                    drifted.append(f"p{p} {feature}.{name}: {mine[feature][name]} != {value}")
-    return wrong, drifted
+                    found.append(f"p{p} {feature}.{name}: {mine[feature][name]} != {value}")
+    return found
+
+
+def _differences(worker: _Worker, reference: dict[str, float], drift: DriftTracker, log: list[list[RawMessage]]) -> tuple[int, list[str]]:
+    live = [SensorReading.model_validate_json(m.value or b"").event_id for messages in log for m in messages[len(messages) // 2 :]]
+    wrong = sum(1 for e in live if abs(worker.probabilities[e] - reference[e]) > 1e-4)
+    return wrong, _drift_differences(worker, drift)
 
 
 def test_machines_and_drift_detectors_move_with_their_partition(broker, trained_model_dir: Path) -> None:
@@ -153,3 +162,50 @@ def test_without_the_hand_over_the_same_checks_fail(broker, trained_model_dir: P
     wrong, drifted = _differences(new, reference, drift, log)
     assert wrong > 0 and drifted
 
+
+
+async def _overlapping_owners(bootstrap: str, model_dir: Path) -> tuple[_Worker, list[list[RawMessage]], list[int]]:
+    """Owner A keeps scoring and snapshotting after owner B took its partitions over (a worker
+    whose session expired without it noticing), and writes last; then C takes over."""
+    settings = Settings(kafka_bootstrap_servers=bootstrap, drift=DRIFT)
+    await ensure_topics(bootstrap, ["sensor-readings", "maintenance-state"], PARTITIONS, compacted=["maintenance-state"])
+    log = await _produce(bootstrap, FleetSimulator(FleetConfig(n_machines=16, seed=8)).live_readings(6_000))
+    a, b, c = (_Worker(settings, model_dir, restore=True) for _ in range(3))
+    aio = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await aio.start()
+    starts = []
+    try:
+        for p, messages in enumerate(log):
+            n = len(messages)
+            s1, xb, s2, xa = n // 5, n // 4, n // 2, n // 2 + 3
+
+            async def feed(worker: _Worker, lo: int, hi: int) -> None:
+                for i in range(lo, hi, 250):
+                    await worker.batch(messages[i : min(i + 250, hi)])
+
+            async def snapshot(worker: _Worker) -> None:
+                worker.keeper._last_partition = p - 1
+                assert await worker.keeper.snapshot(worker.scorer, _Producer(aio)) > 0
+
+            await feed(a, 0, s1)
+            await snapshot(a)
+            await feed(b, s1, xb)  # B takes over at A's commit (s1), reading A's marker
+            await feed(a, s1, s2)
+            await snapshot(a)  # A, no longer the owner, writes every machine at s2
+            await snapshot(b)  # B writes every machine at xb < s2, over A's records
+            await feed(a, s2, xa)
+            await snapshot(a)  # ... and A writes last: a few machines and its marker, at xa
+            await feed(c, xa, n)
+            starts.append(xa)
+    finally:
+        await aio.stop()
+    return c, log, starts
+
+
+def test_a_writer_that_lost_its_partition_cannot_make_the_next_owner_skip_readings(broker, trained_model_dir: Path) -> None:
+    c, log, starts = asyncio.run(_overlapping_owners(broker.bootstrap, trained_model_dir))
+    reference, drift = _reference(trained_model_dir, Settings(), log)
+    live = [SensorReading.model_validate_json(m.value or b"").event_id for p, messages in enumerate(log) for m in messages[starts[p] :]]
+    wrong = sum(1 for e in live if abs(c.probabilities[e] - reference[e]) > 1e-4)
+    assert wrong == 0, f"{wrong} of {len(live)} predictions of the third owner differ from the uninterrupted scorer's"
+    assert not _drift_differences(c, drift)

@@ -8,7 +8,7 @@ import pickle
 import numpy as np
 import pytest
 
-from agents.maintenance_state import decode_state, encode_state
+from agents.maintenance_state import decode_marker, decode_state, encode_marker, encode_state
 from stream_app.scoring.maintenance import MaintenanceScorer
 from stream_app.settings import MaintenanceSettings
 from tests.unit.maintenance_fixtures import (
@@ -29,8 +29,8 @@ def test_a_machine_state_survives_the_record_round_trip_and_scores_on_identicall
     first.score_batch(readings[:80])
     exported = first.export_machines(["M0"])["M0"]
 
-    arrays, offset = decode_state(encode_state(exported, 1234))
-    assert offset == 1234 and arrays.keys() == exported.keys()
+    arrays, offset, owner = decode_state(encode_state(exported, 1234, "owner-1"))
+    assert offset == 1234 and owner == "owner-1" and arrays.keys() == exported.keys()
     for name, value in exported.items():
         assert arrays[name].dtype == value.dtype and arrays[name].shape == value.shape
         np.testing.assert_array_equal(arrays[name], value, err_msg=name)  # NaN == NaN here; ids compared as objects
@@ -45,3 +45,12 @@ def test_a_machine_state_survives_the_record_round_trip_and_scores_on_identicall
 def test_anything_else_is_refused(blob: bytes) -> None:
     with pytest.raises(ValueError):
         decode_state(blob)
+    with pytest.raises(ValueError):
+        decode_marker(blob)
+
+
+def test_a_marker_carries_its_drift_detectors_and_old_markers_still_read() -> None:
+    info = {"offset": 77, "owner": "b", "model_version": "v3", "machines": 2}
+    assert decode_marker(encode_marker(info, b"detectors")) == (info, b"detectors")
+    assert decode_marker(encode_marker(info, None)) == (info, None)
+    assert decode_marker(b'{"offset": 5, "model_version": "v1"}') == ({"offset": 5, "model_version": "v1"}, None)
