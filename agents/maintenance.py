@@ -43,7 +43,11 @@ class ScorerHandle(SharedScorer[MaintenanceScorer]):
         return MaintenanceScorer.from_version(version, self.settings.maintenance)
 
     def score_shadow(self, shadow: MaintenanceScorer, events: list[SensorReading]) -> list[ScoredReading]:
-        return shadow.score_batch(events, explain=False)  # its alerts are never published
+        # A shadow's alerts are never published: explained only when it serves a share (A/B).
+        return shadow.score_batch(events, explain=self.share > 0)
+
+    def entity_of(self, event: SensorReading) -> str:
+        return event.machine_id
 
 
 def outputs(settings: Settings) -> Callable[[ScoredReading], Iterator[Output]]:

@@ -11,6 +11,11 @@ inference, and following the model registry without a restart:
   beside the served one; its results ride along on the served results (`shadow`) and are
   published tagged, to the shadow topic, never as alerts. Promoting the candidate then swaps
   in the shadow scorer itself, warm: its per-entity state saw every event since it started.
+* A/B: a candidate set with a share (`stream-app models candidate NAME VERSION --share 0.1`)
+  also serves that share of entities, chosen by a stable hash of the entity id so every worker
+  agrees and an entity stays on one side: there its results are the published ones (alerts
+  and explanations included) and the current version's ride along as the shadow. Both still
+  score every entity, so both keep warm state and both are counted on the same events.
 * Live accuracy: counters per version over one window (since the shadow started), written to
   the registry's live files for the promotion gate.
 """
@@ -22,6 +27,7 @@ import dataclasses
 import logging
 import os
 import socket
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any, Callable, Generic, Optional, Protocol, TypeVar
@@ -74,6 +80,7 @@ class SharedScorer(Generic[S]):
         self._scorer: Optional[asyncio.Future[S]] = None
         self.serving: Optional[S] = None  # what the inference thread scores with
         self.shadow: Optional[S] = None
+        self.share = 0.0  # of entities the shadow (candidate) serves: A/B
         self.pointer: Optional[str] = None  # the CURRENT version last acted on
         self.live: dict[Optional[str], LiveCounts] = {}
         self.live_since = datetime.now(timezone.utc)
@@ -116,10 +123,21 @@ class SharedScorer(Generic[S]):
             log.exception("%s shadow %s failed on a batch; the served results are unaffected", self.stream, shadow.model_version)
             return results
         self._count(shadow.model_version, shadowed)
-        return [dataclasses.replace(r, shadow=s) for r, s in zip(results, shadowed)]
+        if not self.share:
+            return [dataclasses.replace(r, shadow=s) for r, s in zip(results, shadowed)]
+        return [dataclasses.replace(s, shadow=r) if self.candidate_serves(e) else dataclasses.replace(r, shadow=s)
+                for e, r, s in zip(events, results, shadowed)]
 
     def score_shadow(self, shadow: S, events: list[Any]) -> list[Any]:
         return shadow.score_batch(events)
+
+    def entity_of(self, event: Any) -> Optional[str]:
+        """The id A/B splits on (None: the stream has no A/B)."""
+        return None
+
+    def candidate_serves(self, event: Any) -> bool:
+        entity = self.entity_of(event)
+        return entity is not None and zlib.crc32(entity.encode()) < self.share * 2**32
 
     def count_incident(self, version: Optional[str], alerted: bool) -> None:
         """Ground truth joined back: an incident (failure, confirmed attack) the version alerted
@@ -167,6 +185,12 @@ class SharedScorer(Generic[S]):
         candidate = state.candidate if self.supports_shadow and state.candidate != state.current else None
         if candidate != (self.shadow.model_version if self.shadow else None):
             await self._shadow(candidate)
+        share = state.candidate_share if self.shadow is not None else 0.0
+        if share != self.share:
+            log.warning("%s: candidate %s serves %.0f%% of entities", self.stream,
+                        self.shadow.model_version if self.shadow else None, 100 * share)
+            self.share = share
+        metrics.CANDIDATE_SHARE.labels(self.stream).set(self.share)
         self.write_live()
 
     async def _switch(self, version: str) -> None:
@@ -174,7 +198,7 @@ class SharedScorer(Generic[S]):
         self.pointer = version  # acted on, even if unusable: no reload loop on a broken version
         old, previous = self.serving, self.serving.model_version
         if self.shadow is not None and self.shadow.model_version == version:
-            new, self.shadow = self.shadow, None
+            new, self.shadow, self.share = self.shadow, None, 0.0
             _close(old)
             how = "warm from shadow"
         else:
@@ -192,6 +216,7 @@ class SharedScorer(Generic[S]):
     async def _shadow(self, version: Optional[str]) -> None:
         assert self.registry is not None and self.serving is not None
         shadow: Optional[S] = None
+        self.share = 0.0  # until the new shadow is in place
         if self.shadow is not None:
             _close(self.shadow)
         if version is not None:

@@ -58,6 +58,9 @@ class ScorerHandle(SharedScorer[SupplyChainScorer]):
     def shadow_of(self, serving: SupplyChainScorer, version: ModelVersion) -> SupplyChainScorer:
         return serving.beside(SupplyChainModel.from_version(version)[0])
 
+    def entity_of(self, event: SupplyChainTransaction) -> str:
+        return event.shipment_id
+
 
 class GraphFollower:
     """Reads every partition of the transactions and verdicts topics from the beginning and feeds

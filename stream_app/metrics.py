@@ -50,6 +50,7 @@ STATE_REPLAYED = Counter(f"{PREFIX}_state_replayed_events_total", "Events replay
 STATE_REPLAY_INCOMPLETE = Counter(f"{PREFIX}_state_replay_incomplete_total", "Hand-over replays that stalled before reaching the partition's first live offset", ["stream"])
 STATE_SKIPPED = Counter(f"{PREFIX}_state_skipped_events_total", "Redelivered events skipped: a restored state already included them", ["stream"])
 MODEL_SWITCHES = Counter(f"{PREFIX}_model_switches_total", "Times a worker switched the version it serves (promotion, rollback)", ["stream", "version"])
+CANDIDATE_SHARE = Gauge(f"{PREFIX}_candidate_share", "Share of entities the candidate version serves (A/B; 0: shadow only)", ["stream"])
 MODEL_INFO = Gauge(f"{PREFIX}_model_info", "1 for the model version a stream serves", ["stream", "model", "version"])
 # Demand: what happened to each sales event, and the live accuracy of published forecasts. At
 # each day's close every earlier forecast of that day (made 1..30 days before) is checked

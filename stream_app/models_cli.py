@@ -52,6 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("name")
     p.add_argument("version", nargs="?")
     p.add_argument("--clear", action="store_true")
+    p.add_argument("--share", type=float, default=0.0,
+                   help="A/B: the candidate also serves this share of entities (0-0.5, by a stable hash of their id)")
     p.add_argument("--reason", default="", help="why, for the history")
     p.set_defaults(models_func=_candidate)
 
@@ -137,11 +139,13 @@ def _candidate(registry: ModelRegistry, args: argparse.Namespace) -> None:
         cleared = registry.clear_candidate(args.name, reason=args.reason)
         print(f"{args.name}: candidate {cleared} cleared" if cleared else f"{args.name} has no candidate")
     elif args.version:
-        registry.set_candidate(args.name, args.version, reason=args.reason)
-        print(f"{args.name} {args.version} is the candidate: workers score it in shadow")
+        registry.set_candidate(args.name, args.version, share=args.share, reason=args.reason)
+        serves = f" and it serves {args.share:.0%} of entities" if args.share else ""
+        print(f"{args.name} {args.version} is the candidate: workers score it in shadow{serves}")
     else:
-        candidate = registry.pointer_state(args.name).candidate
-        print(f"{args.name} candidate: {candidate or 'none'}")
+        state = registry.pointer_state(args.name)
+        share = f" (serves {state.candidate_share:.0%} of entities)" if state.candidate_share else ""
+        print(f"{args.name} candidate: {state.candidate or 'none'}{share}")
 
 
 def _history(registry: ModelRegistry, args: argparse.Namespace) -> None:

@@ -4,7 +4,8 @@ the version workers serve and the one they shadow, and an append-only lifecycle 
 
     model_store/maintenance/
         CURRENT                 -> "v3"   the version workers serve
-        CANDIDATE               -> "v4"   (optional) the version workers score in shadow
+        CANDIDATE               -> "v4"   (optional) the version workers score in shadow, or
+                                   "v4 share=0.1": and that serves 10 % of entities (A/B)
         HISTORY.jsonl           one JSON line per lifecycle action: registered, promoted,
                                 rolled_back, refused, candidate_set, candidate_cleared
         v3/manifest.json        name, version, created_at, hyperparameters, features, metrics,
@@ -82,6 +83,11 @@ class PointerState(NamedTuple):
 
     current: Optional[str]
     candidate: Optional[str]
+    # The share of entities the candidate serves instead of the current version (A/B); 0: shadow only.
+    candidate_share: float = 0.0
+
+
+MAX_CANDIDATE_SHARE = 0.5  # more is a promotion, and goes through the gate
 
 
 def default_actor() -> str:
@@ -134,7 +140,7 @@ class ModelRegistry:
 
     def candidate(self, name: str) -> ModelVersion | None:
         """The version workers should score in shadow next to the current one, if any."""
-        version = self._read_pointer(name, CANDIDATE)
+        version = self._read_candidate(name)[0]
         return self.get(name, version) if version else None
 
     def pointer_state(self, name: str) -> PointerState:
@@ -144,7 +150,7 @@ class ModelRegistry:
         if current is None:
             versions = self.versions(name)
             current = versions[-1].version if versions else None
-        return PointerState(current, self._read_pointer(name, CANDIDATE))
+        return PointerState(current, *self._read_candidate(name))
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -170,7 +176,7 @@ class ModelRegistry:
             previous = self._read_pointer(name, CURRENT)  # none before the first promotion
             self._write_pointer(name, CURRENT, version)
             self._record(name, "promoted", version, previous, actor, reason, comparison, forced)
-            if self._read_pointer(name, CANDIDATE) == version:
+            if self._read_candidate(name)[0] == version:
                 self._clear_candidate_locked(name, actor, "promoted")
         return chosen
 
@@ -193,14 +199,23 @@ class ModelRegistry:
             self._record(name, "rolled_back", target.version, current, actor, reason)
         return target
 
-    def set_candidate(self, name: str, version: str, *, actor: Optional[str] = None, reason: str = "") -> ModelVersion:
+    def set_candidate(
+        self, name: str, version: str, *, share: float = 0.0, actor: Optional[str] = None, reason: str = ""
+    ) -> ModelVersion:
+        """Score `version` in shadow beside the current one; with `share` > 0 it also serves that
+        share of entities (chosen by a stable hash of their id), the current version shadowing
+        it there."""
+        if not 0.0 <= share <= MAX_CANDIDATE_SHARE:
+            raise ValueError(f"a candidate's share must be between 0 and {MAX_CANDIDATE_SHARE}; "
+                             "serving more is a promotion (stream-app models promote)")
         chosen = self.get(name, version)
         with self._locked(name):
             if self.pointer_state(name).current == version:
                 raise ValueError(f"{name} {version} is already current")
-            previous = self._read_pointer(name, CANDIDATE)
-            self._write_pointer(name, CANDIDATE, version)
-            self._record(name, "candidate_set", version, previous, actor, reason)
+            previous = self._read_candidate(name)[0]
+            self._write_pointer(name, CANDIDATE, f"{version} share={share:g}" if share else version)
+            why = f"serves {share:.0%} of entities (A/B)" + (f"; {reason}" if reason else "") if share else reason
+            self._record(name, "candidate_set", version, previous, actor, why)
         return chosen
 
     def clear_candidate(self, name: str, *, actor: Optional[str] = None, reason: str = "") -> Optional[str]:
@@ -282,6 +297,19 @@ class ModelRegistry:
         except FileNotFoundError:
             return None
 
+    def _read_candidate(self, name: str) -> tuple[Optional[str], float]:
+        text = self._read_pointer(name, CANDIDATE)
+        if text is None:
+            return None, 0.0
+        version, _, rest = text.partition(" ")
+        share = 0.0
+        if rest.startswith("share="):
+            try:
+                share = min(max(float(rest[len("share="):]), 0.0), MAX_CANDIDATE_SHARE)
+            except ValueError:  # hand-edited: shadow only, never a wrong share
+                share = 0.0
+        return version, share
+
     def _write_pointer(self, name: str, pointer: str, version: str) -> None:
         base = self.directory(name)
         fd, tmp = tempfile.mkstemp(prefix=f".{pointer}-", dir=base)
@@ -292,7 +320,7 @@ class ModelRegistry:
         os.replace(tmp, base / pointer)
 
     def _clear_candidate_locked(self, name: str, actor: Optional[str], reason: str) -> Optional[str]:
-        previous = self._read_pointer(name, CANDIDATE)
+        previous = self._read_candidate(name)[0]
         if previous is None:
             return None
         (self.directory(name) / CANDIDATE).unlink(missing_ok=True)

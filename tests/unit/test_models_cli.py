@@ -136,6 +136,15 @@ def test_candidate_set_show_clear(store: Path, capsys: pytest.CaptureFixture[str
     assert rc == 1 and "already current" in err
 
 
+def test_a_candidate_can_serve_a_share_of_entities(store: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = models(store, capsys, "candidate", NAME, "v2", "--share", "0.1")
+    assert rc == 0 and out == "maintenance v2 is the candidate: workers score it in shadow and it serves 10% of entities\n"
+    assert (store / NAME / "CANDIDATE").read_text().strip() == "v2 share=0.1"
+    assert models(store, capsys, "candidate", NAME)[1] == "maintenance candidate: v2 (serves 10% of entities)\n"
+    rc, _, err = models(store, capsys, "candidate", NAME, "v2", "--share", "0.8")
+    assert rc == 1 and "promotion" in err
+
+
 def test_the_console_script_exits_1_on_refusal(store: Path) -> None:
     env = {**os.environ, "MODEL_DIR": str(store)}
     done = subprocess.run(

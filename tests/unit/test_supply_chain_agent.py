@@ -125,3 +125,36 @@ def test_a_candidate_scores_in_shadow_on_the_shared_graph_and_takes_over_warm(su
     assert live["v1"] == live["v2"] and sum(live["v1"]) > 0
     assert serving is shadow, "the promoted candidate took over with the graph it shared"
     handle.executor.shutdown()
+
+
+def test_a_candidate_with_a_share_serves_those_shipments_and_alerts_on_them(supply_chain_model_dir: Path, tmp_path: Path) -> None:
+    """A/B: with share 0.5 the candidate's scores (and alerts) are the published ones for the
+    shipments its hash picks; the current version's go to the shadow topic there."""
+    import shutil
+    import zlib
+
+    root = tmp_path / "store"
+    shutil.copytree(supply_chain_model_dir, root)
+    registry = ModelRegistry(root)
+    registry.set_candidate("supply-chain", register_copy(registry, "supply-chain"), share=0.5, actor="test")
+    settings = Settings(model_dir=root)
+    handle = ScorerHandle(registry, settings)
+    events, _ = live_scenario(300, seed=43)
+    producer = RecordingProducer()
+
+    async def run() -> None:
+        await handle.get()
+        await handle.sync()
+        await pipeline(settings, handle.score_batch, Outbox(producer), handle.executor).process(
+            [_message(i, json.dumps(e).encode()) for i, e in enumerate(events)])
+
+    asyncio.run(run())
+    treated = lambda shipment: zlib.crc32(shipment.encode()) < 0.5 * 2**32  # noqa: E731
+    served, shadowed = producer.on("supply-chain-scores"), producer.on("supply-chain-shadow-scores")
+    assert {s["model_version"] for s in served} == {"v1", "v2"}
+    for a, b in zip(served, shadowed):
+        assert a["event_id"] == b["event_id"] and not a["shadow"] and b["shadow"]
+        assert (a["model_version"], b["model_version"]) == (("v2", "v1") if treated(a["shipment_id"]) else ("v1", "v2"))
+    alerts = producer.on("alerts")
+    assert alerts and all(a["model_version"] == ("v2" if treated(a["entity_id"]) else "v1") for a in alerts)
+    handle.executor.shutdown()
