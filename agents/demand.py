@@ -26,11 +26,19 @@ The agent wires the generic pipeline (agents/pipeline.py) to the demand scorer
 * Per event the scorer returns what happened to it; a day's forecasts ride on the event whose
   time closed the day, so they are published, and acknowledged by the broker, before that
   event's offset is committed (at-least-once; ids are deterministic).
+* Shadow: when the registry names a CANDIDATE, it forecasts beside the served version at every
+  day close, on the same daily histories (shared, not copied: the candidate keeps only its own
+  forecast memory), and its forecasts go to `demand-shadow-forecasts` tagged `"shadow": true`,
+  never as forecasts or alerts. Each realised day checks both versions' forecasts of it, on the
+  points both made, into live counters per version (wape, pinball, coverage over `evaluated`
+  forecast days) that the promotion gate compares. Promoting the candidate hands its model and
+  forecast memory to the served scorer in place (`DemandScorer.adopt`): warm, histories kept.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 from typing import Any, Iterator, Optional, Sequence
@@ -42,11 +50,12 @@ from stream_app.intake import RawMessage, decode_batch, limits_from_settings, st
 from agents.drift import DriftTracker
 from agents.pipeline import Output, StreamPipeline
 from agents.publish import Outbox
-from agents.shared_scorer import SharedScorer
+from agents.shared_scorer import LiveCounts, SharedScorer
 from schemas import CalendarEntry, SalesEvent
 from stream_app import metrics
 from stream_app.deadletter import build_dead_letter
 from stream_app.decoding import DecodeFailure
+from stream_app.lifecycle.live import LiveStats, write_live
 from stream_app.registry import ModelRegistry, ModelVersion
 from stream_app.scoring.demand import MODEL_NAME, Accuracy, DemandScorer, EventResult
 from stream_app.scoring.demand_model import LoadedDemandModel
@@ -60,10 +69,43 @@ REPLAY_BATCH = 2000
 Scored = tuple[EventResult, RawMessage]
 
 
+@dataclasses.dataclass
+class DemandLiveCounts(LiveCounts):
+    """A version's live counters: forecasts made (`scored`), alerts raised (or, in shadow, that
+    would have been), and its forecast days checked against realised units."""
+
+    evaluated: int = 0  # forecast days (one horizon day of one forecast) whose units are known
+    covered: float = 0.0  # of those, P10 <= units <= P90
+    abs_error: float = 0.0  # sum |units - P50|
+    pinball: float = 0.0  # sum of the three quantiles' pinball losses
+    units: float = 0.0  # realised units
+
+    def add(self, acc: Accuracy) -> None:
+        self.evaluated += int(acc.forecasts.sum())
+        self.covered += float(acc.covered.sum())
+        self.abs_error += float(acc.abs_error.sum())
+        self.pinball += float(acc.pinball.sum())
+        self.units += float(acc.units.sum())
+
+    def metrics(self) -> dict[str, float]:
+        """As training measures them (stream_app.training.demand_metrics): WAPE and weighted
+        pinball per realised unit, coverage of P10-P90."""
+        out: dict[str, float] = {}
+        if self.units > 0:
+            out["wape"] = self.abs_error / self.units
+            out["pinball"] = self.pinball / (3 * self.units)
+        if self.evaluated:
+            out["coverage"] = self.covered / self.evaluated
+        return out
+
+
 class DemandHandle(SharedScorer[DemandScorer]):
     """The stream's scorer (loaded once, used only in its inference thread, following the
     registry: a promoted version takes over the daily histories in place), the partitions
     whose state it holds, the calendar's readiness and the live-accuracy totals."""
+
+    # A candidate forecasts beside the served version at each day close, on its histories.
+    supports_shadow = True
 
     def __init__(self, registry: ModelRegistry, settings: Settings) -> None:
         super().__init__(STREAM, MODEL_NAME, settings, self._load, registry)
@@ -78,6 +120,70 @@ class DemandHandle(SharedScorer[DemandScorer]):
     def successor(self, old: DemandScorer, version: ModelVersion) -> DemandScorer:
         old.use_model(LoadedDemandModel.from_version(version))
         return old
+
+    # --- shadow and live accuracy (inference thread, unless said otherwise) -------------------
+    def shadow_of(self, serving: DemandScorer, version: ModelVersion) -> DemandScorer:
+        return serving.beside(LoadedDemandModel.from_version(version))
+
+    def score_batch(self, items: list[tuple[SalesEvent, int]]) -> list[EventResult]:
+        return self.score_with(self.serving, items)
+
+    def score_with(self, scorer: Optional[DemandScorer], items: list[tuple[SalesEvent, int]]) -> list[EventResult]:
+        """Score with the served scorer and, beside it inside each day close, the shadow (the
+        scorer catches the shadow's failures: the served results never depend on it); count
+        both versions' live figures."""
+        assert scorer is not None
+        scorer.candidate = shadow = self.shadow
+        results = scorer.score_batch(items)
+        self._count(scorer.model_version, results)
+        if shadow is not None:
+            self._count(shadow.model_version, [r.shadow for r in results if r.shadow is not None])
+        return results
+
+    def score_shadow(self, shadow: DemandScorer, events: list[Any]) -> list[Any]:
+        raise NotImplementedError("a demand shadow forecasts inside the served scorer's day close (score_with)")
+
+    def _count(self, version: Optional[str], results: list[Any]) -> None:
+        """Each forecast to the version that made it (a model dropped mid-batch leaves the rest
+        to the rules), each check of a realised day to the version whose forecasts it checked."""
+        for r in results:
+            for fr in r.forecasts:
+                counts = self._counts(fr.forecast.model_version)
+                counts.scored += 1
+                counts.alerts += len(fr.alerts) + len(fr.would_alert)
+            for acc in r.live:
+                self._counts(acc.version).add(acc)
+
+    def _counts(self, version: Optional[str]) -> DemandLiveCounts:
+        counts = self.live.get(version)
+        if not isinstance(counts, DemandLiveCounts):
+            counts = DemandLiveCounts(**dataclasses.asdict(counts)) if counts is not None else DemandLiveCounts()
+            self.live[version] = counts
+        return counts
+
+    def take_over_shadow(self, old: DemandScorer) -> DemandScorer:
+        """The served scorer adopts the promoted shadow's model and forecast memory in place
+        (the daily histories were shared all along), so the pipeline, the calendar reader and
+        replays keep the one scorer."""
+        shadow = self.shadow
+        assert shadow is not None
+        old.adopt(shadow)
+        self.shadow, self.share = None, 0.0
+        return old
+
+    def write_live(self) -> None:
+        """Both versions' counters over the current window: forecasts checked (`evaluated`)
+        and the metrics the gate compares for demand (wape, pinball; coverage to read)."""
+        if self.registry is None:
+            return
+        since = self.live_since.isoformat()
+        for version, counts in list(self.live.items()):
+            if version is None:
+                continue
+            counts = self._counts(version)
+            stats = LiveStats(version=version, since=since, scored=counts.scored, alerts=counts.alerts,
+                              evaluated=counts.evaluated, metrics=counts.metrics())
+            write_live(self.registry, self.model_name, stats, worker=self.worker_id)
 
     def _load(self) -> DemandScorer:
         scorer = DemandScorer.load(self.registry, self.settings.demand)
@@ -184,7 +290,11 @@ class DemandHandle(SharedScorer[DemandScorer]):
         scorer = await self.get()
         for p in partitions & self.warm:
             self.warm.discard(p)
-            await self.run(scorer.drop_partition, p)
+            await self.run(self._drop_partition, scorer, p)
+
+    def _drop_partition(self, scorer: DemandScorer, partition: int) -> None:
+        scorer.candidate = self.shadow  # the shadow's forecast memory of it goes too
+        scorer.drop_partition(partition)
 
     # --- live accuracy ------------------------------------------------------------------------
     def record_accuracy(self, acc: Accuracy) -> None:
@@ -251,6 +361,10 @@ def outputs(settings: Settings, handle: DemandHandle) -> Any:
                 yield Output(topics.alerts, alert.entity_id, alert)
             for explanation in fr.explanations:
                 yield Output(topics.explanations, explanation.alert_id, explanation)
+        if result.shadow is not None:  # a candidate's forecasts: tagged, never alerts
+            for fr in result.shadow.forecasts:
+                shadow = fr.forecast.model_copy(update={"shadow": True})
+                yield Output(topics.demand_shadow_forecasts, shadow.series_id, shadow)
 
     return publish
 
@@ -271,8 +385,11 @@ def pipeline(
     settings: Settings, scorer: DemandScorer, handle: DemandHandle, outbox: Outbox, table: Optional[Any] = None
 ) -> StreamPipeline[Any, Scored]:
     def score(pairs: list[tuple[SalesEvent, RawMessage]]) -> list[Scored]:
-        results = scorer.score_batch([(event, message.partition or 0) for event, message in pairs])
-        metrics.DEMAND_SERIES.set(scorer.series_count())
+        # The served scorer stays one object across switches (use_model, adopt); `scorer` is it,
+        # or a scorer of its own where the handle was never started (tests).
+        served = handle.serving or scorer
+        results = handle.score_with(served, [(event, message.partition or 0) for event, message in pairs])
+        metrics.DEMAND_SERIES.set(served.series_count())
         return [(result, message) for result, (_, message) in zip(results, pairs)]
 
     drift = None

@@ -198,8 +198,7 @@ class SharedScorer(Generic[S]):
         self.pointer = version  # acted on, even if unusable: no reload loop on a broken version
         old, previous = self.serving, self.serving.model_version
         if self.shadow is not None and self.shadow.model_version == version:
-            new, self.shadow, self.share = self.shadow, None, 0.0
-            _close(old)
+            new = await self.run(self.take_over_shadow, old)
             how = "warm from shadow"
         else:
             try:
@@ -229,6 +228,14 @@ class SharedScorer(Generic[S]):
         self.live = {}
         self.live_since = datetime.now(timezone.utc)
         log.warning("%s shadow: %s", self.stream, f"{self.model_name} {version}" if shadow else "none")
+
+    def take_over_shadow(self, old: S) -> S:
+        """In the inference thread (no batch sees half a switch): the promoted shadow becomes
+        the served scorer."""
+        new, self.shadow, self.share = self.shadow, None, 0.0
+        assert new is not None
+        _close(old)
+        return new
 
     def load_version(self, version: ModelVersion) -> S:
         """In the inference thread: a scorer of a named version (raises when unusable)."""

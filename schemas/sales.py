@@ -74,3 +74,5 @@ class DemandForecast(OutputMessage):
     model_name: str
     model_version: Optional[str]
     created_at: datetime
+    # True on `demand-shadow-forecasts`: a candidate version's forecast, never acted on (no alerts).
+    shadow: bool = False

@@ -32,6 +32,7 @@ class Topics(BaseModel):
     # A candidate model version's predictions, scored in shadow beside the served version.
     maintenance_shadow_predictions: str = "maintenance-shadow-predictions"
     supply_chain_shadow_scores: str = "supply-chain-shadow-scores"
+    demand_shadow_forecasts: str = "demand-shadow-forecasts"
     # Internal (workers only, compacted): per-machine model state snapshots for hand-over.
     maintenance_state: str = "maintenance-state"
 

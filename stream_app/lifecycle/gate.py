@@ -64,6 +64,8 @@ GATES: dict[str, ModelGate] = {
             MetricRule("wape", False, 0.01, "metrics.model.1-30.wape"),
             MetricRule("pinball", False, 0.005, "metrics.model.1-30.pinball"),
         ),
+        # Live (agents/demand.py): both versions' forecasts of each realised day, on the forecast
+        # days (one horizon day of one forecast) both made; `evaluated` counts those days.
         live=(MetricRule("wape", False, 0.01), MetricRule("pinball", False, 0.005)),
         min_outcomes=200,
         live_basis="evaluated",

@@ -46,6 +46,14 @@ Alerts (kinds; at most one per series and kind per alert_cooldown_days of event 
     demand.forecast_shift   the P50 total of the next 29 days moved by more than shift_threshold
         of the previous day's forecast of the same days (and by shift_min_units); critical when
         it doubles or halves
+
+Shadow (a candidate version; agents/demand.py follows the registry's CANDIDATE pointer)
+    `beside(model)` makes a second scorer that holds no daily totals of its own: at every day
+    this scorer closes, it forecasts the same series from the same histories and calendar,
+    into its own forecast memory, and its forecasts ride on the event's result (`shadow`), to
+    be published tagged, never as forecasts or alerts (the kinds it would have alerted are
+    counted). When that day is realised, each version's forecasts of it are checked (`live`),
+    on the points both versions forecast. `adopt` promotes it in place, warm.
 """
 
 from __future__ import annotations
@@ -90,6 +98,8 @@ class ForecastResult:
     forecast: DemandForecast
     alerts: list[Alert] = field(default_factory=list)
     explanations: list[Explanation] = field(default_factory=list)
+    # A shadow's forecast: the alert kinds it would have raised (it never raises any).
+    would_alert: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -101,6 +111,7 @@ class Accuracy:
     abs_error: np.ndarray  # (H,) sum |units - P50|
     pinball: np.ndarray  # (H,) sum of the three quantiles' pinball losses
     units: np.ndarray  # (H,) realised units
+    version: Optional[str] = None  # in `EventResult.live`: the version that made these forecasts
 
 
 @dataclass
@@ -113,6 +124,13 @@ class EventResult:
     forecasts: list[ForecastResult] = field(default_factory=list)
     accuracy: list[Accuracy] = field(default_factory=list)
     failed_days: list[date] = field(default_factory=list)  # closed without forecasts: forecasting raised
+    # Live accuracy per version, for the promotion gate: only the forecasts the version itself
+    # made (not those of a version served before it), and, while a candidate runs, only the
+    # points both versions forecast, so both are measured on the same (series, origin, horizon).
+    live: list[Accuracy] = field(default_factory=list)
+    # The candidate's forecasts of the same closed days, on the same histories (never published
+    # as forecasts or alerts: the agent sends them to the shadow topic).
+    shadow: Optional["EventResult"] = None
 
 
 class ForecastMemory:
@@ -127,6 +145,7 @@ class ForecastMemory:
             "origin": ((_MEMORY,), np.int64, -1),
             "conf": ((_MEMORY,), np.float32, 0.0),
             "by_model": ((_MEMORY,), bool, False),
+            "generation": ((_MEMORY,), np.int64, -1),  # the scorer's model generation that made it
             "last_alert": ((len(ALERT_KINDS),), np.int64, -(10**9)),
         }
         self.ensure(capacity)
@@ -142,19 +161,34 @@ class ForecastMemory:
             setattr(self, name, grown)
         self.capacity = new
 
-    def store(self, slots: np.ndarray, day: int, daily: np.ndarray, totals: np.ndarray, conf: np.ndarray, by_model: np.ndarray) -> None:
+    def store(self, slots: np.ndarray, day: int, daily: np.ndarray, totals: np.ndarray, conf: np.ndarray, by_model: np.ndarray,
+              generation: int = 0) -> None:
         i = day % _MEMORY
         self.daily[slots, i], self.totals[slots, i], self.origin[slots, i] = daily, totals, day
-        self.conf[slots, i], self.by_model[slots, i] = conf, by_model
+        self.conf[slots, i], self.by_model[slots, i], self.generation[slots, i] = conf, by_model, generation
 
     def made(self, slots: np.ndarray, origin: int) -> np.ndarray:
         return self.origin[slots, origin % _MEMORY] == origin
 
-    def accuracy(self, slots: np.ndarray, day: int, units: np.ndarray) -> Accuracy:
+    def checkable(self, slots: np.ndarray, day: int, generation: Optional[int] = None) -> np.ndarray:
+        """(n, H): whether the forecast made h days before `day` (index h-1) is held (and, given
+        a generation, was made by it)."""
+        origins = day - np.arange(1, self.horizon + 1)
+        idx = origins % _MEMORY
+        held = self.origin[slots][:, idx] == origins[None, :]
+        if generation is not None:
+            held &= self.generation[slots][:, idx] == generation
+        return held
+
+    def accuracy(self, slots: np.ndarray, day: int, units: np.ndarray, mask: Optional[np.ndarray] = None) -> Accuracy:
+        """The held forecasts of `day` checked against its realised units (only those in
+        `mask` (n, H), when given)."""
         h = np.arange(1, self.horizon + 1)
         origins = day - h
         idx = origins % _MEMORY
         valid = self.origin[slots][:, idx] == origins[None, :]
+        if mask is not None:
+            valid &= mask
         q = self.daily[slots[:, None], idx[None, :], (h - 1)[None, :]].astype(np.float64)  # (n, H, 3)
         y = units[:, None]
         diff = y[..., None] - q
@@ -205,6 +239,14 @@ class DemandScorer:
         self._known_markets: Optional[set[str]] = None
         self._lock = threading.RLock()
         self.model_failed = False  # the model raised at inference and was dropped
+        # Bumped whenever another model takes over: forecasts in memory name the generation that
+        # made them, so live accuracy is credited to the version that made each forecast.
+        self.generation = 0
+        # Shadow: a candidate scorer (see `beside`) that forecasts each closed day beside this
+        # one, on this scorer's daily histories, into its own forecast memory.
+        self.candidate: Optional["DemandScorer"] = None
+        self.is_shadow = False
+        self._shadow_memory: dict[int, ForecastMemory] = {}  # a shadow's, per input partition
 
     # --- loading ------------------------------------------------------------------------------
     @classmethod
@@ -247,6 +289,34 @@ class DemandScorer:
             self._model, self.fallback_method, self.residuals = model, model.fallback_method, model.residuals
             self._known_markets = None
             self.model_failed, self.unavailable_reason = False, ""
+            self.generation += 1
+
+    def beside(self, model: LoadedDemandModel) -> "DemandScorer":
+        """A shadow scorer of `model` to run beside this one: it forecasts every day this one
+        closes, from this scorer's daily histories and calendar (shared, not copied), into its
+        own forecast memory (its live accuracy, would-be alerts). It never ingests events
+        itself. Raises ValueError when `model` needs another history length or horizon."""
+        wanted = (model.features.history_days, model.features.horizon_days)
+        if wanted != (self.history_days, self.horizon):
+            raise ValueError(f"{model.version} needs history/horizon {wanted}, this worker keeps "
+                             f"{(self.history_days, self.horizon)}: it cannot shadow here")
+        shadow = DemandScorer(self.settings, model)
+        shadow.calendar = self.calendar
+        shadow.is_shadow = True
+        return shadow
+
+    def adopt(self, shadow: "DemandScorer") -> None:
+        """Serve the shadow's model from the next batch on, warm: the daily histories stay (they
+        were shared), and the shadow's forecast memory replaces this scorer's, so interval and
+        shift alerts and live accuracy go on from the forecasts the promoted version made."""
+        with self._lock:
+            assert shadow.is_shadow and shadow._model is not None
+            self.use_model(shadow._model)
+            self.generation = shadow.generation
+            for partition, part in self._parts.items():
+                memory = shadow._shadow_memory.get(partition)
+                part.memory = memory if memory is not None else ForecastMemory(self.horizon)
+            self.candidate = None
 
     def _drop_model(self, exc: Exception) -> None:
         assert self._model is not None
@@ -256,6 +326,7 @@ class DemandScorer:
         self._model = None
         self._known_markets = None
         self.model_failed = True
+        self.generation += 1
 
     @property
     def model_version(self) -> Optional[str]:
@@ -270,6 +341,8 @@ class DemandScorer:
     def drop_partition(self, partition: int) -> bool:
         """Forget a partition's state (it was revoked: another worker owns its series now)."""
         with self._lock:
+            if self.candidate is not None:
+                self.candidate._shadow_memory.pop(partition, None)
             return self._parts.pop(partition, None) is not None
 
     @property
@@ -321,8 +394,10 @@ class DemandScorer:
         result = EventResult(event.event_id, "counted")
         due = part.days.advance(ts)
         if due:
-            self._close(part, due, emit, result)
+            self._close(part, partition, due, emit, result)
         result.outcome = part.days.add(event.event_id, event.sku, event.market, ts, event.units, event.unit_price, event.promo)
+        if result.shadow is not None:
+            result.shadow.outcome = result.outcome
         if result.outcome == "too_old":
             oldest = part.days.oldest_accepted_day()
             result.rejection = Rejection(TOO_OLD, (
@@ -331,13 +406,20 @@ class DemandScorer:
                 f"(DEMAND__CORRECTION_DAYS={self.settings.correction_days})"))
         return result
 
-    def _close(self, part: _Partition, due: list[int], emit: bool, result: EventResult) -> None:
+    def _close(self, part: _Partition, partition: int, due: list[int], emit: bool, result: EventResult) -> None:
         quiet = len(due) - self.settings.max_catch_up_days
         if emit and quiet > 0:
             log.info("demand: %d days closed without forecasts after a gap in the partition's events", quiet)
+        candidate = self.candidate
         for i, day in enumerate(due):
             closed = part.days.closing(day)
             if emit and i >= quiet and len(closed.slots):
+                shadow_part = None
+                if candidate is not None:
+                    if result.shadow is None:
+                        result.shadow = EventResult(result.event_id, result.outcome)
+                    shadow_part = _Partition(part.days, candidate._memory(partition))
+                self._live_accuracy(part, shadow_part, closed, result)
                 try:
                     forecasts, accuracy = self._forecast(part, closed)
                 except Exception:
@@ -348,7 +430,46 @@ class DemandScorer:
                 else:
                     result.forecasts += forecasts
                     result.accuracy.append(accuracy)
+                if candidate is not None and shadow_part is not None and result.shadow is not None:
+                    candidate._shadow_forecast(shadow_part, closed, result.shadow)
             part.days.close(day)
+
+    def _live_accuracy(self, part: _Partition, shadow_part: Optional[_Partition], closed: ClosedDay, result: EventResult) -> None:
+        """Per version: the day checked against the forecasts each version made itself; with a
+        candidate, only where both made one (same series, origins and horizons)."""
+        n = len(part.days.slots)
+        part.memory.ensure(n)
+        mask = part.memory.checkable(closed.slots, closed.day, self.generation)
+        if shadow_part is not None and self.candidate is not None:
+            shadow_part.memory.ensure(n)
+            mask &= shadow_part.memory.checkable(closed.slots, closed.day, self.candidate.generation)
+            shadow_acc = shadow_part.memory.accuracy(closed.slots, closed.day, closed.units, mask)
+            shadow_acc.version = self.candidate.model_version
+            assert result.shadow is not None
+            result.shadow.live.append(shadow_acc)
+        acc = part.memory.accuracy(closed.slots, closed.day, closed.units, mask)
+        acc.version = self.model_version
+        result.live.append(acc)
+
+    def _memory(self, partition: int) -> ForecastMemory:
+        """A shadow's own forecast memory of a partition."""
+        memory = self._shadow_memory.get(partition)
+        if memory is None:
+            memory = self._shadow_memory[partition] = ForecastMemory(self.horizon)
+        return memory
+
+    def _shadow_forecast(self, part: _Partition, closed: ClosedDay, result: EventResult) -> None:
+        """A shadow's forecasts of a closed day into `result`; its failure is logged and never
+        touches the served forecasts (the day closes all the same)."""
+        try:
+            forecasts, accuracy = self._forecast(part, closed)
+        except Exception:
+            log.exception("demand shadow %s %s: forecasting %s failed; the served forecasts are unaffected",
+                          MODEL_NAME, self.model_version, day_date(closed.day))
+            result.failed_days.append(day_date(closed.day))
+        else:
+            result.forecasts += forecasts
+            result.accuracy.append(accuracy)
 
     def _forecast(self, part: _Partition, closed: ClosedDay) -> tuple[list[ForecastResult], Accuracy]:
         s, days, memory = self.settings, part.days, part.memory
@@ -372,6 +493,8 @@ class DemandScorer:
                 if not (np.isfinite(out.daily).all() and np.isfinite(out.totals).all()):
                     raise FloatingPointError("the model's quantiles are not finite")
             except Exception as exc:  # a model fault hands the stream to the rules, state kept
+                if self.is_shadow:
+                    raise  # a candidate that fails is not scored as rules under its name
                 self._drop_model(exc)
         if self._model is not None and inputs is not None and out is not None:
             known_market = inputs.market > 0
@@ -385,7 +508,7 @@ class DemandScorer:
             daily, totals, conf, model_conf = fb_daily, fb_totals, fb_conf, None
 
         checks = self._interval_checks(part, closed, slots) + self._shift_checks(memory, slots, day, daily, history)
-        memory.store(slots, day, daily, totals, conf, by_model)
+        memory.store(slots, day, daily, totals, conf, by_model, self.generation)
         created = datetime.now(timezone.utc)
         by_row: dict[int, list[_Check]] = {}
         for c in checks:
@@ -399,7 +522,9 @@ class DemandScorer:
             forecast = self._message(skus[r], markets[r], dates, closed, r, int(history[r]), daily[r], totals[r],
                                      float(conf[r]), bool(by_model[r]), reason, created)
             result = ForecastResult(forecast)
-            if r in by_row:
+            if r in by_row and self.is_shadow:  # what it would have alerted: no message, no explanation
+                result.would_alert = [c.kind for c in by_row[r] if self._cooled_down(memory, slot, day, c.kind)]
+            elif r in by_row:
                 reasons = (explain_model(self._model, inputs.take(np.array([r])), out.output.attention[r].numpy(),
                                          out.output.past_weights[r].numpy(), out.output.future_weights[r].numpy(), day,
                                          float(totals[r, 1, 1]))
@@ -453,6 +578,14 @@ class DemandScorer:
         )
 
     # --- alerts -------------------------------------------------------------------------------
+    def _cooled_down(self, memory: ForecastMemory, slot: int, day_n: int, kind: str) -> bool:
+        """Whether the series may alert of `kind` on day `day_n` (then the cooldown restarts)."""
+        k = ALERT_KINDS.index(kind)
+        if day_n - memory.last_alert[slot, k] < self.settings.alert_cooldown_days:
+            return False
+        memory.last_alert[slot, k] = day_n
+        return True
+
     def _interval_checks(self, part: _Partition, closed: ClosedDay, slots: np.ndarray) -> list[_Check]:
         s, memory, day = self.settings, part.memory, closed.day
         checks: list[_Check] = []
@@ -500,12 +633,10 @@ class DemandScorer:
 
     def _alert(self, part: _Partition, slot: int, forecast: DemandForecast, check: _Check, reasons: ForecastReasons,
                created: datetime) -> tuple[Optional[Alert], Optional[Explanation]]:
-        s, memory, day = self.settings, part.memory, forecast.day
-        k = ALERT_KINDS.index(check.kind)
+        memory, day = part.memory, forecast.day
         day_n = (day - day_date(0)).days
-        if day_n - memory.last_alert[slot, k] < s.alert_cooldown_days:
+        if not self._cooled_down(memory, slot, day_n, check.kind):
             return None, None
-        memory.last_alert[slot, k] = day_n
         if check.kind == SHIFT:
             source, conf = forecast.decision_source, forecast.confidence
             severity = "critical" if check.score >= 1.0 else "warning"
