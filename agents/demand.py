@@ -46,8 +46,9 @@ from typing import Any, Iterator, Optional, Sequence
 import numpy as np
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from stream_app.intake import RawMessage, decode_batch, limits_from_settings, still_assigned
-from agents.drift import DriftTracker
+from stream_app.faust_transport import held_messages
+from stream_app.intake import RawMessage, decode_batch, limits_from_settings
+from agents.drift import DriftSnapshots, DriftTracker
 from agents.pipeline import Output, StreamPipeline
 from agents.publish import Outbox
 from agents.shared_scorer import LiveCounts, SharedScorer
@@ -382,7 +383,7 @@ def drift_values(pairs: Sequence[tuple[SalesEvent, RawMessage]], results: Sequen
 
 
 def pipeline(
-    settings: Settings, scorer: DemandScorer, handle: DemandHandle, outbox: Outbox, table: Optional[Any] = None
+    settings: Settings, scorer: DemandScorer, handle: DemandHandle, outbox: Outbox, drift_snapshots: Optional[DriftSnapshots] = None
 ) -> StreamPipeline[Any, Scored]:
     def score(pairs: list[tuple[SalesEvent, RawMessage]]) -> list[Scored]:
         # The served scorer stays one object across switches (use_model, adopt); `scorer` is it,
@@ -394,11 +395,11 @@ def pipeline(
 
     drift = None
     if settings.drift.enabled:
-        drift = DriftTracker(STREAM, settings.drift, drift_values, ("forecast_7d_p50", "confidence"), table)
+        drift = DriftTracker(STREAM, settings.drift, drift_values, ("forecast_7d_p50", "confidence"), drift_snapshots)
     return _PartitionedPipeline(STREAM, SalesEvent, settings, score, outputs(settings, handle), outbox, handle.executor, drift)
 
 
-def register(app: Any, settings: Settings, registry: ModelRegistry, drift_state: Optional[Any] = None) -> DemandHandle:
+def register(app: Any, settings: Settings, registry: ModelRegistry, drift_snapshots: Optional[DriftSnapshots] = None) -> DemandHandle:
     """Declare the demand agent and the calendar reader on `app`."""
     topics = settings.topics
     sales = app.topic(topics.sales_events, key_serializer="raw", value_serializer="raw")
@@ -422,9 +423,9 @@ def register(app: Any, settings: Settings, registry: ModelRegistry, drift_state:
     async def forecast_demand(stream: Any) -> None:
         scorer = await handle.get()
         await handle.calendar_ready()
-        run = pipeline(settings, scorer, handle, Outbox(app.producer), drift_state)
+        run = pipeline(settings, scorer, handle, Outbox(app.producer), drift_snapshots)
         async for events in stream.take_events(conf.batch_max, within=conf.batch_within_s):
-            messages = still_assigned([RawMessage.from_faust(e) for e in events], app.consumer.assignment())
+            messages = held_messages(app, events)
             if not messages:
                 continue
             await handle.ensure_warm(messages)

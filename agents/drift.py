@@ -1,7 +1,15 @@
 """Drift monitoring inside an agent: one `DriftMonitor` per input partition (its data is what
-this worker sees of the stream), fed in the inference thread right after scoring, snapshot to a
-Faust table keyed `stream:partition` so a restarted or rebalanced worker carries on with the
-detectors' state instead of relearning a reference."""
+this worker sees of the stream), fed in the inference thread right after scoring.
+
+Where the detectors go when a partition moves: maintenance hands them over exactly, in its
+partition markers (agents/maintenance_state.py). The other streams snapshot them every
+DRIFT__SNAPSHOT_INTERVAL_S to the compacted `drift-state` topic (`DriftSnapshots`: one record
+per stream partition, on that partition), and a worker taking a partition over carries on from
+the snapshot instead of relearning a reference (the values since the snapshot are not replayed).
+Not a Faust table: a worker with a table resumes fetching to recover its changelog before it
+seeks its input partitions back to their committed offsets, and the fault suite saw inputs
+read in that window skipped, and committed, unanswered.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +22,8 @@ from stream_app.intake import RawMessage
 from schemas import DriftEvent
 from stream_app import metrics
 from stream_app.drift import DriftConfig, DriftMonitor
-from stream_app.settings import DriftSettings
+from stream_app.kafka_io import read_partition_latest
+from stream_app.settings import DriftSettings, Settings
 
 log = logging.getLogger(__name__)
 
@@ -24,10 +33,25 @@ R = TypeVar("R")
 Extract = Callable[[Sequence[E], Sequence[R]], Mapping[str, list[float]]]
 
 
-def drift_table(app: Any, partitions: int) -> Any:
-    """The Faust table holding every stream's detector snapshots (raw bytes)."""
-    # The app's serializers are raw bytes, so keys and values are stored as given.
-    return app.Table("drift-state", default=None, partitions=partitions, key_type=bytes, value_type=bytes)
+class DriftSnapshots:
+    """Detector snapshots in the compacted `drift-state` topic, shared by a worker's streams."""
+
+    def __init__(self, settings: Settings, producer: Callable[[], Any]) -> None:
+        self.bootstrap = settings.bootstrap_servers
+        self.topic = settings.topics.drift_state
+        self._producer = producer  # the app's (Faust) producer, once it exists
+        # Bumped when a partition is revoked: a monitor from before is stale if it comes back.
+        self.generation: dict[int, int] = defaultdict(int)
+
+    def revoked(self, partitions: set[int]) -> None:
+        for p in partitions:
+            self.generation[p] += 1
+
+    async def load(self, key: bytes, partition: int) -> Optional[bytes]:
+        return (await read_partition_latest(self.bootstrap, self.topic, partition, stall_s=10.0)).get(key)
+
+    async def save(self, key: bytes, partition: int, data: bytes) -> None:
+        await (await self._producer().send(self.topic, key, data, partition, None, None))
 
 
 class DriftTracker(Generic[E, R]):
@@ -37,7 +61,7 @@ class DriftTracker(Generic[E, R]):
         settings: DriftSettings,
         extract: Extract,
         kswin_features: Sequence[str] = (),
-        table: Optional[Any] = None,
+        snapshots: Optional[DriftSnapshots] = None,
     ) -> None:
         self.stream = stream
         self.config = DriftConfig(
@@ -47,7 +71,8 @@ class DriftTracker(Generic[E, R]):
         self.ignore = frozenset(settings.ignore_features)
         self.extract = extract
         self.kswin_features = tuple(kswin_features)
-        self.table = table
+        self.snapshot_store = snapshots
+        self._generation: dict[Optional[int], int] = {}  # of `snapshots` when each monitor was set up
         self.snapshot_interval = settings.snapshot_interval_s
         self.monitors: dict[Optional[int], DriftMonitor] = {}
         # Restored detectors: events below these offsets are in them already (never fed twice).
@@ -58,18 +83,33 @@ class DriftTracker(Generic[E, R]):
         return f"{self.stream}:{partition}".encode()
 
     def ensure(self, partitions: set[Optional[int]]) -> None:
-        """On the event loop, before scoring: monitors for new partitions, restored from the
-        table when a snapshot exists."""
+        """Fresh monitors for partitions without one (no snapshot read: see `restore`)."""
         for partition in partitions - self.monitors.keys():
-            snapshot = self.table.data.get(self._key(partition)) if self.table is not None else None
-            monitor = None
-            if snapshot:
-                try:
-                    monitor = DriftMonitor.loads(snapshot)
+            self.fresh(partition)
+
+    async def restore(self, partitions: set[Optional[int]]) -> None:
+        """On the event loop, before scoring: monitors for partitions new here (or back after a
+        revocation), from their snapshot when there is one."""
+        store = self.snapshot_store
+        if store is None:
+            self.ensure(partitions)
+            return
+        for partition in partitions:
+            generation = store.generation[partition] if partition is not None else 0
+            if partition in self.monitors and self._generation.get(partition) == generation:
+                continue
+            self.fresh(partition)
+            self._generation[partition] = generation
+            if partition is None:
+                continue
+            try:
+                snapshot = await store.load(self._key(partition), partition)
+                if snapshot:
+                    self.monitors[partition] = DriftMonitor.loads(snapshot)
                     log.info("%s drift detectors of partition %s restored", self.stream, partition)
-                except Exception:  # a bad snapshot costs a new reference, not the worker
-                    log.warning("%s drift snapshot of partition %s unreadable; starting afresh", self.stream, partition)
-            self.monitors[partition] = monitor or DriftMonitor(self.stream, partition, self.config, self.kswin_features)
+            except Exception:  # a missing or bad snapshot costs a new reference, not the worker
+                log.warning("%s drift snapshot of partition %s unusable; starting afresh", self.stream, partition,
+                            exc_info=True)
 
     # --- hand-over with a stream's entity state (maintenance): instead of the table ---------------
     def fresh(self, partition: Optional[int]) -> None:
@@ -122,13 +162,14 @@ class DriftTracker(Generic[E, R]):
             metrics.DRIFT_WINDOW_MEAN.labels(self.stream, name).set(sum(values) / len(values))
         return {partition: monitor.dumps() for partition, monitor in self.monitors.items()}
 
-    def store(self, snapshots: Mapping[Optional[int], bytes]) -> None:
-        """On the event loop: write the snapshots to the table's changelog."""
-        if self.table is None:
+    async def store(self, snapshots: Mapping[Optional[int], bytes]) -> None:
+        """On the event loop: write the snapshots (a failure is logged; the next turn writes)."""
+        if self.snapshot_store is None:
             return
         for partition, data in snapshots.items():
             if partition is None:
                 continue
-            key = self._key(partition)
-            self.table.data[key] = data
-            self.table.send_changelog(partition, key, data)
+            try:
+                await self.snapshot_store.save(self._key(partition), partition, data)
+            except Exception:
+                log.warning("%s drift snapshot of partition %s not written", self.stream, partition, exc_info=True)

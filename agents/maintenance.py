@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable, Iterator, Optional, Sequence
 
-from agents.drift import DriftTracker
-from stream_app.intake import RawMessage, decode_batch, limits_from_settings, still_assigned
+from agents.drift import DriftSnapshots, DriftTracker
+from stream_app.faust_transport import held_messages
+from stream_app.intake import RawMessage, decode_batch, limits_from_settings
 from agents.maintenance_state import MachineStateKeeper
 from agents.pipeline import Output, StreamPipeline
 from agents.publish import Outbox
@@ -105,16 +106,16 @@ def pipeline(
     score: Callable[[list[SensorReading]], list[ScoredReading]],
     outbox: Outbox,
     executor: Any,
-    table: Optional[Any] = None,
+    drift_snapshots: Optional[DriftSnapshots] = None,
     fallback: Optional[Callable[[Exception], Callable[[list[SensorReading]], list[ScoredReading]]]] = None,
     keeper: Optional[MachineStateKeeper] = None,
 ) -> StreamPipeline[SensorReading, ScoredReading]:
     drift = None
     if settings.drift.enabled:
-        # With the state hand-over, the detectors move with the machines (exact); else the table.
+        # With the state hand-over, the detectors move with the machines (exact); else the snapshots topic.
         handed_over = keeper is not None and settings.maintenance.restore_on_assign
         drift = DriftTracker(STREAM, settings.drift, drift_values, ("failure_probability", "confidence"),
-                             None if handed_over else table)
+                             None if handed_over else drift_snapshots)
         if keeper is not None:
             keeper.drift = drift
     args = (STREAM, SensorReading, settings, score, outputs(settings), outbox, executor, drift, fallback)
@@ -166,13 +167,15 @@ async def apply_outcomes(handle: ScorerHandle, outbox: Outbox, messages: Sequenc
 
 
 def register(
-    app: Any, settings: Settings, registry: ModelRegistry, drift_state: Optional[Any] = None, health: Optional[Health] = None
+    app: Any, settings: Settings, registry: ModelRegistry, drift_snapshots: Optional[DriftSnapshots] = None, health: Optional[Health] = None
 ) -> ScorerHandle:
     """Declare the maintenance agents on `app`."""
     topics = settings.topics
     readings = app.topic(topics.sensor_readings, key_serializer="raw", value_serializer="raw")
     outcomes = app.topic(topics.maintenance_outcomes, key_serializer="raw", value_serializer="raw")
     handle = ScorerHandle(registry, settings)
+    # The product's consumer (stream_app.faust_transport) knows messages it refused to commit.
+    handle.keeper.held_back = lambda p: bool(getattr(app.consumer, "holds", lambda *_: False)(topics.sensor_readings, p))
     conf = settings.maintenance
     # Series exist from the start (at zero), so dashboards show 0 rather than "no data".
     for result in ("alerted", "missed"):
@@ -184,10 +187,10 @@ def register(
     async def score_sensor_readings(stream: Any) -> None:
         keeper = handle.keeper
         await handle.get()
-        run = pipeline(settings, handle.score_batch, Outbox(app.producer), handle.executor, drift_state,
+        run = pipeline(settings, handle.score_batch, Outbox(app.producer), handle.executor, drift_snapshots,
                        handle.fall_back, keeper)
         async for events in stream.take_events(conf.batch_max, within=conf.batch_within_s):
-            messages = still_assigned([RawMessage.from_faust(e) for e in events], app.consumer.assignment())
+            messages = held_messages(app, events)
             if not messages:
                 continue
             await keeper.ensure_warm(await handle.get(), messages)

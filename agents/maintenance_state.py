@@ -42,6 +42,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agents.drift import DriftTracker
 from stream_app.intake import RawMessage, decode_batch, limits_from_settings
+from stream_app.kafka_io import read_partition_latest
 from schemas import SensorReading
 from stream_app import metrics
 from stream_app.scoring.maintenance import MaintenanceScorer
@@ -156,6 +157,9 @@ class MachineStateKeeper:
         self.drift: Optional[DriftTracker] = None
         # One token per taking-over of a partition, written into its records and markers.
         self.owner: dict[int, str] = {}
+        # Whether the consumer refused a message of the partition (Faust skipped it around a
+        # rebalance): the state then lacks a reading below its offsets, so no snapshot claims it.
+        self.held_back: Callable[[int], bool] = lambda p: False
 
     # --- live batches ---------------------------------------------------------------------------
     def admit(self, events: list[SensorReading], origin: list[RawMessage]) -> tuple[list[SensorReading], list[RawMessage]]:
@@ -201,8 +205,8 @@ class MachineStateKeeper:
         order = sorted(self.warm)
         p = self._last_partition = next((q for q in order if q > self._last_partition), order[0])
         offset = self.next_offset.get(p)
-        if offset is None:
-            return 0
+        if offset is None or self.held_back(p):
+            return 0  # nothing applied yet; or a reading below `offset` never reached this worker
         taken = self.dirty.pop(p, set())  # changes from now on (an outcome meanwhile) go to a new set
         try:
             owner = self.owner.setdefault(p, uuid.uuid4().hex)
@@ -284,30 +288,10 @@ class MachineStateKeeper:
         return loaded, replayed
 
     async def _read_state(self, p: int) -> dict[bytes, bytes]:
-        """The partition's latest record per key, read by fetch up to its high watermark (an
-        empty fetch before that is a slow broker, not the end). A read cut short is still
-        consistent: every record pairs a state with the offset it is valid at, and an older
-        marker only means a longer replay."""
-        tp = TopicPartition(self.topic, p)
-        latest: dict[bytes, bytes] = {}
-        async with _consumer(self.settings) as consumer:
-            consumer.assign([tp])
-            await consumer.seek_to_beginning(tp)
-            last_progress = time.monotonic()
-            while True:
-                records = (await consumer.getmany(tp, timeout_ms=1000, max_records=REPLAY_BATCH)).get(tp, [])
-                for r in records:
-                    if r.key is not None and r.value is not None:
-                        latest[r.key] = r.value
-                high = consumer.highwater(tp)
-                if high is not None and await consumer.position(tp) >= high:
-                    break
-                if records:
-                    last_progress = time.monotonic()
-                elif time.monotonic() - last_progress > REPLAY_STALL_S:
-                    log.error("maintenance: reading partition %d of %s stalled; restoring from what was read", p, self.topic)
-                    break
-        return latest
+        """The partition's latest record per key. A read cut short is still consistent: every
+        record pairs a state with the offset it is valid at, and an older marker only means a
+        longer replay."""
+        return await read_partition_latest(self.settings.bootstrap_servers, self.topic, p, REPLAY_STALL_S, REPLAY_BATCH)
 
     async def _replay(self, scorer: MaintenanceScorer, p: int, start: int, end: int) -> int:
         """Apply readings [start, end) of partition `p`, in order, without publishing. An empty

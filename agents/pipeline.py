@@ -102,7 +102,7 @@ class StreamPipeline(Generic[E, R]):
             metrics.EVENTS.labels(self.stream, "dead_letter").inc(len(intake.dead_letters))
 
         if intake.events and self.drift is not None:
-            self.drift.ensure({m.partition for m in intake.origin})
+            await self.drift.restore({m.partition for m in intake.origin})
         # A batch of gateway messages can hold tens of thousands of events: score them a chunk
         # at a time, so the first outputs are on their way while the rest is scored.
         sources = {getattr(e, "event_id", None): m for e, m in zip(intake.events, intake.origin)}
@@ -112,8 +112,13 @@ class StreamPipeline(Generic[E, R]):
 
         await self.outbox.flush()
         if self.drift is not None and self.drift.snapshot_due():
-            loop = asyncio.get_running_loop()
-            self.drift.store(await loop.run_in_executor(self.executor, self.drift.snapshots))
+            # After the outputs went out: a failure here must not dead-letter answered events.
+            try:
+                loop = asyncio.get_running_loop()
+                await self.drift.store(await loop.run_in_executor(self.executor, self.drift.snapshots))
+            except Exception:
+                log.exception("%s drift snapshot failed; the next one is due in %.0f s", self.stream,
+                              self.drift.snapshot_interval)
         now, latency = time.time(), self.latency
         for message in messages:
             if message.timestamp:

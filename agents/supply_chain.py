@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from agents.drift import DriftTracker
+from agents.drift import DriftSnapshots, DriftTracker
 from stream_app.intake import RawMessage, decode_batch, limits_from_settings
 from agents.pipeline import Output, StreamPipeline
 from agents.publish import Outbox
@@ -184,12 +184,12 @@ def pipeline(
     score: Score,
     outbox: Outbox,
     executor: Any,
-    table: Optional[Any] = None,
+    drift_snapshots: Optional[DriftSnapshots] = None,
     fallback: Optional[Callable[[Exception], Score]] = None,
 ) -> StreamPipeline[SupplyChainTransaction, ScoredTransaction]:
     drift = None
     if settings.drift.enabled:
-        drift = DriftTracker(STREAM, settings.drift, drift_values, ("score", "confidence"), table)
+        drift = DriftTracker(STREAM, settings.drift, drift_values, ("score", "confidence"), drift_snapshots)
     return StreamPipeline(
         STREAM, SupplyChainTransaction, settings, score, outputs(settings), outbox, executor, drift, fallback
     )
@@ -230,7 +230,7 @@ async def apply_verdicts(handle: ScorerHandle, outbox: Outbox, messages: Sequenc
 
 
 def register(
-    app: Any, settings: Settings, registry: ModelRegistry, drift_state: Optional[Any] = None, health: Optional[Health] = None
+    app: Any, settings: Settings, registry: ModelRegistry, drift_snapshots: Optional[DriftSnapshots] = None, health: Optional[Health] = None
 ) -> ScorerHandle:
     """Declare the supply-chain agents (and the graph follower) on `app`."""
     topics = settings.topics
@@ -251,7 +251,7 @@ def register(
     @app.agent(transactions, name="supply-chain-scorer", concurrency=1)
     async def score_transactions(stream: Any) -> None:
         await handle.get()
-        run = pipeline(settings, handle.score_batch, Outbox(app.producer), handle.executor, drift_state, handle.fall_back)
+        run = pipeline(settings, handle.score_batch, Outbox(app.producer), handle.executor, drift_snapshots, handle.fall_back)
         async for events in stream.take_events(conf.batch_max, within=conf.batch_within_s):
             if follower is not None:
                 await follower.sync(conf.graph_sync_timeout_s)

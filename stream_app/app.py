@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import faust
 
 from agents import demand, maintenance, supply_chain
-from agents.drift import drift_table
+from agents.drift import DriftSnapshots
 from stream_app import metrics
 from stream_app.faust_transport import StreamApp
 from stream_app.health import Health
@@ -43,11 +43,16 @@ def new_faust_app(settings: Settings) -> faust.App:
 def create_app(settings: Settings, health: Optional[Health] = None) -> faust.App:
     app = new_faust_app(settings)
     registry = ModelRegistry(settings.model_dir)
-    drift_state = drift_table(app, settings.topic_partitions)
+    # No Faust tables: see agents/drift.py for why drift snapshots live in a plain topic.
+    drift_snapshots = DriftSnapshots(settings, lambda: app.producer)
     health = health or Health()
-    maintenance.register(app, settings, registry, drift_state, health)
-    demand.register(app, settings, registry, drift_state)
-    supply_chain.register(app, settings, registry, drift_state, health)
+    maintenance.register(app, settings, registry, drift_snapshots, health)
+    demand.register(app, settings, registry, drift_snapshots)
+    supply_chain.register(app, settings, registry, drift_snapshots, health)
+
+    @app.on_partitions_revoked.connect
+    async def forget_drift_of_revoked(_app: Any, revoked: set[Any], **_: Any) -> None:
+        drift_snapshots.revoked({tp.partition for tp in revoked})
 
     @app.timer(interval=2.0)
     async def report_health_and_lag() -> None:
@@ -56,7 +61,10 @@ def create_app(settings: Settings, health: Optional[Health] = None) -> faust.App
         assignment = consumer.assignment()
         total = 0
         for tp in assignment:
-            position = await consumer.position(tp)
+            try:
+                position = await consumer.position(tp)
+            except Exception:  # revoked since the assignment was read (a rebalance): next beat
+                continue
             highwater = consumer.highwater(tp)
             if position is not None and highwater is not None:
                 lag = max(0, highwater - position)

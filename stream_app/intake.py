@@ -67,12 +67,3 @@ def decode_batch(messages: Sequence[RawMessage], model: type[E], limits: Limits)
                 )
             )
     return intake
-
-
-def still_assigned(messages: Sequence[RawMessage], assignment: Any) -> list[RawMessage]:
-    """The messages of partitions this consumer still holds. During a rebalance Faust can hand
-    an agent events of partitions already revoked: processing them would rebuild state the new
-    owner is building too (and, for a stateful stream, leave a stale copy here if the partition
-    comes back). They are not committed from here, so the owner gets them."""
-    held = {(tp.topic, tp.partition) for tp in assignment}
-    return [m for m in messages if m.partition is None or (m.topic, m.partition) in held]

@@ -1,15 +1,52 @@
-"""Small aiokafka helpers shared by the CLI, simulator, demo and tests: readiness probe, topic
-creation, JSON producing and consuming. Agents do not use this (Faust owns their clients)."""
+"""Small aiokafka helpers shared by the CLI, simulator, demo, tests and the agents' own side
+reads: readiness probe, topic creation, JSON producing and consuming, reading a compacted
+partition. Agents' input and output go through Faust's clients, not these."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import time
 from typing import Any, AsyncIterator, Iterable, Optional
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+
+
+log = logging.getLogger(__name__)
+
+
+async def read_partition_latest(bootstrap: str, topic: str, partition: int, stall_s: float = 60.0,
+                                batch: int = 1000) -> dict[bytes, bytes]:
+    """The latest value per key of one partition (a compacted topic's current state), read by
+    fetch up to its high watermark: an empty fetch before that is a slow broker, not the end.
+    Gives up, with what it read, after `stall_s` without a record."""
+    tp = TopicPartition(topic, partition)
+    latest: dict[bytes, bytes] = {}
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        last_progress = time.monotonic()
+        while True:
+            records = (await consumer.getmany(tp, timeout_ms=1000, max_records=batch)).get(tp, [])
+            for r in records:
+                if r.key is not None and r.value is not None:
+                    latest[r.key] = r.value
+            high = consumer.highwater(tp)
+            if high is not None and await consumer.position(tp) >= high:
+                break
+            if records:
+                last_progress = time.monotonic()
+            elif time.monotonic() - last_progress > stall_s:
+                log.error("reading partition %d of %s stalled; going on with what was read", partition, topic)
+                break
+    finally:
+        await consumer.stop()
+    return latest
 
 
 async def _probe(bootstrap: str, timeout: float) -> None:

@@ -33,8 +33,10 @@ class Topics(BaseModel):
     maintenance_shadow_predictions: str = "maintenance-shadow-predictions"
     supply_chain_shadow_scores: str = "supply-chain-shadow-scores"
     demand_shadow_forecasts: str = "demand-shadow-forecasts"
-    # Internal (workers only, compacted): per-machine model state snapshots for hand-over.
+    # Internal (workers only, compacted): per-machine model state snapshots for hand-over, and
+    # the drift detectors of the streams without one.
     maintenance_state: str = "maintenance-state"
+    drift_state: str = "drift-state"
 
 
 class MaintenanceSettings(BaseModel):

@@ -25,7 +25,7 @@ async def ensure_contract_topics(settings: Settings) -> list[str]:
     """Every topic of the contract, with the partition count workers expect."""
     return await ensure_topics(
         settings.bootstrap_servers, contract_topics(settings), settings.topic_partitions,
-        compacted=[settings.topics.maintenance_state],
+        compacted=[settings.topics.maintenance_state, settings.topics.drift_state],
     )
 
 

@@ -209,3 +209,36 @@ def test_a_writer_that_lost_its_partition_cannot_make_the_next_owner_skip_readin
     wrong = sum(1 for e in live if abs(c.probabilities[e] - reference[e]) > 1e-4)
     assert wrong == 0, f"{wrong} of {len(live)} predictions of the third owner differ from the uninterrupted scorer's"
     assert not _drift_differences(c, drift)
+
+
+def test_other_streams_drift_detectors_go_on_from_their_snapshot_on_the_drift_state_topic(broker) -> None:
+    """Supply chain and demand: a worker's detectors are snapshot to `drift-state`; another
+    worker taking the partition over (or this one, after a revocation) goes on from there."""
+    from agents.drift import DriftSnapshots
+
+    settings = Settings(kafka_bootstrap_servers=broker.bootstrap)
+    extract = lambda events, results: {"x": list(events)}  # noqa: E731
+    origin = [RawMessage("t", 1, i, None, b"") for i in range(400)]
+
+    async def run() -> tuple[dict, dict, dict]:
+        await ensure_topics(broker.bootstrap, ["drift-state"], PARTITIONS, compacted=["drift-state"])
+        aio = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
+        await aio.start()
+        try:
+            store = DriftSnapshots(settings, lambda: _Producer(aio))
+            old = DriftTracker("supply_chain", DRIFT, extract, (), store)
+            await old.restore({1})
+            old.observe([float(i % 7) for i in range(400)], list(range(400)), origin)
+            await old.store(old.snapshots())
+            new = DriftTracker("supply_chain", DRIFT, extract, (), DriftSnapshots(settings, lambda: _Producer(aio)))
+            await new.restore({1})
+            old.observe([5.0] * 10, list(range(10)), origin[:10])  # after the snapshot: not in it
+            store.revoked({1})
+            await old.restore({1})  # back after a revocation: from the snapshot, not its stale self
+            return new.monitors[1].summary(), old.monitors[1].summary(), store
+        finally:
+            await aio.stop()
+
+    taken_over, came_back, _ = asyncio.run(run())
+    assert taken_over["x"]["seen"] == 400 and taken_over["x"]["reference_n"] == DRIFT.reference_size
+    assert came_back == taken_over
