@@ -62,10 +62,9 @@ def create_app(settings: Settings, health: Optional[Health] = None) -> faust.App
         total = 0
         for tp in assignment:
             try:
-                position = await consumer.position(tp)
-            except Exception:  # revoked since the assignment was read (a rebalance): next beat
-                continue
-            highwater = consumer.highwater(tp)
+                position, highwater = await consumer.position(tp), consumer.highwater(tp)
+            except Exception:  # revoked since the assignment was read: next beat
+                continue  # (aiokafka asserts the partition is assigned; a timer that raises stops the worker)
             if position is not None and highwater is not None:
                 lag = max(0, highwater - position)
                 total += lag

@@ -145,6 +145,8 @@ def test_no_event_is_lost_through_kills_restarts_rebalances_and_a_frozen_broker(
             for f in reader.messages["demand-forecasts"]:
                 out.write(json.dumps(f) + "\n")
     print(report)
+    crashed = [f for f in faults if "had already exited" in f]
+    assert not crashed, f"a worker died before the fault meant for it (no worker may die of a fault it survives): {crashed}"
     log = restarted.log()[-3000:]
     assert not maintenance.missing, f"{report}; first missing readings: {maintenance.missing[:10]}; log:\n{log}"
     assert not supply_chain.missing, f"{report}; first missing transactions: {supply_chain.missing[:10]}; log:\n{log}"
