@@ -30,6 +30,7 @@ the readings since.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -153,6 +154,7 @@ class MachineStateKeeper:
         self.partition_applied_before: dict[int, int] = {}
         self._last_snapshot = time.monotonic()
         self._last_partition = -1
+        self._writing: Optional[asyncio.Future[None]] = None
         # The stream's drift detectors, handed over with the machines (set by the pipeline).
         self.drift: Optional[DriftTracker] = None
         # One token per taking-over of a partition, written into its records and markers.
@@ -193,12 +195,17 @@ class MachineStateKeeper:
 
     # --- snapshots ------------------------------------------------------------------------------
     def snapshot_due(self) -> bool:
-        # One partition per turn, so each turn's pause stays short; each partition every `interval`.
+        # One partition per turn, so each turn's pause stays short; each partition every
+        # `interval`; never while the previous turn's records are still being written.
+        if self._writing is not None and not self._writing.done():
+            return False
         return time.monotonic() - self._last_snapshot >= self.interval / max(1, len(self.warm))
 
     async def snapshot(self, scorer: MaintenanceScorer, producer: Any) -> int:
-        """Write the next partition's changed machines, then its marker. Call between batches,
-        after their outputs were acknowledged. Returns the number of machine records."""
+        """Take the next partition's changed machines and its drift detectors (in the inference
+        thread: a consistent point), then write them and the marker in the background, so
+        scoring goes on meanwhile. Call between batches, after their outputs were acknowledged.
+        Returns the number of machine records taken."""
         self._last_snapshot = time.monotonic()
         if scorer.model_version is None or not self.warm:
             return 0  # rules-only state is a few last values: nothing worth handing over
@@ -211,17 +218,31 @@ class MachineStateKeeper:
         try:
             owner = self.owner.setdefault(p, uuid.uuid4().hex)
             records, drift = await self._run(_export_partition, scorer, sorted(taken), offset, owner, self.drift, p)
+        except BaseException:
+            self.dirty[p] |= taken  # not taken: the next turn tries again
+            raise
+        info = {"offset": offset, "owner": owner, "model_version": scorer.model_version, "machines": len(records)}
+        self._writing = asyncio.ensure_future(self._write(producer, p, taken, records, encode_marker(info, drift)))
+        return len(records)
+
+    async def _write(self, producer: Any, p: int, taken: set[str], records: dict[str, bytes], marker: bytes) -> None:
+        """The records, then (once all are acknowledged) the marker that vouches for them."""
+        try:
             pending = [await producer.send(self.topic, m.encode(), rec, p, None, None) for m, rec in records.items()]
             for fut in pending:
                 await fut
-            info = {"offset": offset, "owner": owner, "model_version": scorer.model_version, "machines": len(records)}
-            marker = encode_marker(info, drift)
             await (await producer.send(self.topic, MARKER_KEY, marker, p, None, None))
-        except BaseException:
-            self.dirty[p] |= taken  # not written: the next turn tries again
-            raise
+        except Exception:  # scoring goes on; these machines are written next turn
+            if p in self.warm:
+                self.dirty[p] |= taken
+            log.exception("maintenance: state snapshot of partition %d failed", p)
+            return
         metrics.STATE_SNAPSHOT_RECORDS.labels("maintenance").inc(len(records))
-        return len(records)
+
+    async def written(self) -> None:
+        """Wait for the snapshot being written, if any (tests, shutdown)."""
+        if self._writing is not None:
+            await asyncio.shield(self._writing)
 
     # --- hand-over ------------------------------------------------------------------------------
     async def ensure_warm(self, scorer: MaintenanceScorer, messages: Sequence[RawMessage]) -> None:

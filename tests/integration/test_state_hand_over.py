@@ -104,6 +104,7 @@ async def _hand_over(bootstrap: str, model_dir: Path, restore: bool) -> tuple[_W
                 await old.batch(messages[i : min(i + 250, snapshot_at)])
             old.keeper._last_partition = p - 1  # this partition's turn
             assert await old.keeper.snapshot(old.scorer, _Producer(aio)) > 0
+            await old.keeper.written()
             for i in range(snapshot_at, died_at, 250):  # scored past the snapshot, then dies
                 await old.batch(messages[i : min(i + 250, died_at)])
             for i in range(committed, len(messages), 250):  # the new owner starts at the commit
@@ -186,6 +187,7 @@ async def _overlapping_owners(bootstrap: str, model_dir: Path) -> tuple[_Worker,
             async def snapshot(worker: _Worker) -> None:
                 worker.keeper._last_partition = p - 1
                 assert await worker.keeper.snapshot(worker.scorer, _Producer(aio)) > 0
+                await worker.keeper.written()
 
             await feed(a, 0, s1)
             await snapshot(a)
