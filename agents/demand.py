@@ -56,7 +56,7 @@ from schemas import CalendarEntry, SalesEvent
 from stream_app import metrics
 from stream_app.deadletter import build_dead_letter
 from stream_app.decoding import DecodeFailure
-from stream_app.lifecycle.live import LiveStats, write_live
+from stream_app.lifecycle.live import LiveStats
 from stream_app.registry import ModelRegistry, ModelVersion
 from stream_app.scoring.demand import MODEL_NAME, Accuracy, DemandScorer, EventResult
 from stream_app.scoring.demand_model import LoadedDemandModel
@@ -172,19 +172,12 @@ class DemandHandle(SharedScorer[DemandScorer]):
         self.shadow, self.share = None, 0.0
         return old
 
-    def write_live(self) -> None:
-        """Both versions' counters over the current window: forecasts checked (`evaluated`)
-        and the metrics the gate compares for demand (wape, pinball; coverage to read)."""
-        if self.registry is None:
-            return
-        since = self.live_since.isoformat()
-        for version, counts in list(self.live.items()):
-            if version is None:
-                continue
-            counts = self._counts(version)
-            stats = LiveStats(version=version, since=since, scored=counts.scored, alerts=counts.alerts,
-                              evaluated=counts.evaluated, metrics=counts.metrics())
-            write_live(self.registry, self.model_name, stats, worker=self.worker_id)
+    def live_stats(self, version: str, counts: LiveCounts, since: str) -> LiveStats:
+        """A version's counters over the current window: forecasts checked (`evaluated`) and
+        the metrics the gate compares for demand (wape, pinball; coverage to read)."""
+        counts = self._counts(version)
+        return LiveStats(version=version, since=since, scored=counts.scored, alerts=counts.alerts,
+                         evaluated=counts.evaluated, metrics=counts.metrics())
 
     def _load(self) -> DemandScorer:
         scorer = DemandScorer.load(self.registry, self.settings.demand)

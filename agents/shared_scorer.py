@@ -256,13 +256,14 @@ class SharedScorer(Generic[S]):
             return
         since = self.live_since.isoformat()
         for version, counts in list(self.live.items()):
-            if version is None:
-                continue
-            # Alerts not matched to an incident: an upper bound on false alerts while the
-            # newest alerts still wait out their horizon, measured alike for both versions.
-            false_alerts = max(0, counts.alerts - counts.outcomes_alerted)
-            stats = LiveStats(version=version, since=since, false_alerts=false_alerts, **dataclasses.asdict(counts))
-            write_live(self.registry, self.model_name, stats, worker=self.worker_id)
+            if version is not None:
+                write_live(self.registry, self.model_name, self.live_stats(version, counts, since), worker=self.worker_id)
+
+    def live_stats(self, version: str, counts: LiveCounts, since: str) -> LiveStats:
+        # Alerts not matched to an incident: an upper bound on false alerts while the newest
+        # alerts still wait out their horizon, measured alike for both versions.
+        false_alerts = max(0, counts.alerts - counts.outcomes_alerted)
+        return LiveStats(version=version, since=since, false_alerts=false_alerts, **dataclasses.asdict(counts))
 
 
 def _close(scorer: Any) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Optional
 
 import numpy as np
 import pytest
@@ -30,18 +30,13 @@ from stream_app.settings import DemandSettings, Settings
 from tests.model_store import register_copy
 from tests.unit.agent_fixtures import RecordingProducer
 from tests.unit.demand_fixtures import DAY0, quick_model_dir, sale
+from tests.unit.maintenance_fixtures import one_torch_thread  # noqa: F401 (autouse fixture)
 
 NAME = "demand"
 SKUS = ("bk-1", "bk-2", "bk-3", "bk-4")
 DAYS = 40
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterable[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture
