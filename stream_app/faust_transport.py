@@ -22,6 +22,7 @@ from typing import Any, Optional, Sequence
 import faust
 from faust.transport.drivers import aiokafka as driver
 
+from stream_app import metrics
 from stream_app.intake import RawMessage
 
 log = logging.getLogger(__name__)
@@ -51,8 +52,9 @@ def transport_class(fetch_max_wait_ms: int) -> type[driver.Transport]:
                 self._hold(message)
                 return False
             holes = self._holes().get(message.tp)
-            if holes:
+            if holes and message.offset in holes:
                 holes.discard(message.offset)  # taken after all (delivered again)
+                self._count_holes()
             return super().ack(message)
 
         def _holes(self) -> dict[Any, set[int]]:
@@ -70,6 +72,10 @@ def transport_class(fetch_max_wait_ms: int) -> type[driver.Transport]:
                 log.warning("%s[%d] offset %d was not processed here: commits of the partition stay below "
                             "it until it is read again (next rebalance)", tp.topic, tp.partition, offset)
             held.add(offset)
+            self._count_holes()
+
+        def _count_holes(self) -> None:
+            metrics.SKIPPED_UNCOMMITTED.set(sum(len(offsets) for offsets in self._holes().values()))
 
         def _new_offset(self, tp: Any) -> Optional[int]:
             offset = super()._new_offset(tp)
@@ -80,6 +86,7 @@ def transport_class(fetch_max_wait_ms: int) -> type[driver.Transport]:
 
         async def on_partitions_assigned(self, assigned: set[Any], generation_id: int = 0) -> None:
             self._holes().clear()  # every assigned partition is read again from its committed offset
+            self._count_holes()
             await super().on_partitions_assigned(assigned, generation_id)
 
         def holds(self, topic: str, partition: int) -> bool:

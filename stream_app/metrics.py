@@ -48,6 +48,7 @@ STATE_SNAPSHOT_RECORDS = Counter(f"{PREFIX}_state_snapshot_records_total", "Enti
 STATE_RESTORED = Counter(f"{PREFIX}_state_restored_total", "Entity states loaded from the state topic on taking a partition over", ["stream"])
 STATE_REPLAYED = Counter(f"{PREFIX}_state_replayed_events_total", "Events replayed (not published) to bring restored state up to date", ["stream"])
 STATE_REPLAY_INCOMPLETE = Counter(f"{PREFIX}_state_replay_incomplete_total", "Hand-over replays that stalled before reaching the partition's first live offset", ["stream"])
+SKIPPED_UNCOMMITTED = Gauge(f"{PREFIX}_skipped_uncommitted_messages", "Messages Faust skipped around a rebalance that this worker holds its commits below until they are read again", [])
 STATE_SKIPPED = Counter(f"{PREFIX}_state_skipped_events_total", "Redelivered events skipped: a restored state already included them", ["stream"])
 MODEL_SWITCHES = Counter(f"{PREFIX}_model_switches_total", "Times a worker switched the version it serves (promotion, rollback)", ["stream", "version"])
 CANDIDATE_SHARE = Gauge(f"{PREFIX}_candidate_share", "Share of entities the candidate version serves (A/B; 0: shadow only)", ["stream"])
