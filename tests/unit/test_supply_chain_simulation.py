@@ -77,3 +77,18 @@ def test_live_stream_shares_the_network_and_routes_topics() -> None:
             break
     assert seen_topics == {settings.topics.supply_chain_transactions, settings.topics.supply_chain_verdicts}
     assert len(live_nodes & nodes) > 0.8 * len(nodes)  # same network; the rest: new pharmacies, attackers
+
+
+def test_live_days_run_from_midnight_as_in_the_history_the_models_learn_from() -> None:
+    """A live stream asked to start mid-day (the demo starts a year before now) is the stream of
+    that day from midnight: otherwise every order, shift and delivery moves to other hours, and
+    the models flagged 30-55 % of it."""
+    from dataclasses import replace
+    from itertools import islice
+
+    settings = Settings()
+    midnight = datetime(2025, 3, 3, tzinfo=timezone.utc)
+    asked = list(islice(supply_chain_events(settings, seed=9, start=midnight.replace(hour=11, minute=35), config=SMALL), 300))
+    sim = SupplyChainSimulator(replace(SMALL, seed=9, start=midnight))
+    reference = [e.value for e in islice(sim.live(midnight), 300)]
+    assert [e.value["ts"] for _, e in asked] == [v["ts"] for v in reference]
