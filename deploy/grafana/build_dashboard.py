@@ -31,6 +31,12 @@ PANELS: list[tuple[str, str, list[tuple[str, str]]]] = [
     ("Live accuracy: failures alerted in time (1 h)", "none", [("{{stream}} {{result}}", "sum by (stream, result) (increase(stream_app_outcomes_total[1h]))")]),
     ("Alert lead time before failure, median", "h", [("{{stream}}", "histogram_quantile(0.5, sum by (le, stream) (rate(stream_app_alert_lead_hours_bucket[1h])))")]),
     ("Consumer lag", "none", [("{{topic}}", "sum by (topic) (stream_app_consumer_lag)")]),
+    ("State hand-over (15 min): states restored, snapshot records written", "none", [
+        ("restored {{stream}}", "sum by (stream) (increase(stream_app_state_restored_total[15m]))"),
+        ("written {{stream}}", "sum by (stream) (increase(stream_app_state_snapshot_records_total[15m]))"),
+    ]),
+    ("Skipped messages holding commits back (read again at the next rebalance)", "none", [("{{instance}}", "stream_app_skipped_uncommitted_messages")]),
+    ("Share of entities the candidate version serves (A/B)", "percentunit", [("{{stream}}", "max by (stream) (stream_app_candidate_share)")]),
     ("Worker CPU (cores)", "none", [("{{instance}}", f'rate(process_cpu_seconds_total{{job="stream-app-workers"}}{W})')]),
     ("Worker memory (RSS)", "bytes", [("{{instance}}", 'process_resident_memory_bytes{job="stream-app-workers"}')]),
 ]
