@@ -44,9 +44,10 @@ import logging
 from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from stream_app.faust_transport import held_messages
+from stream_app.kafka_io import side_consumer
 from stream_app.intake import RawMessage, decode_batch, limits_from_settings
 from agents.drift import DriftSnapshots, DriftTracker
 from agents.pipeline import Output, StreamPipeline
@@ -211,10 +212,7 @@ class DemandHandle(SharedScorer[DemandScorer]):
         s = self.settings
         scorer = await self.get()
         limits = limits_from_settings(s)
-        consumer = AIOKafkaConsumer(
-            s.topics.demand_calendar, bootstrap_servers=s.bootstrap_servers, group_id=None,
-            enable_auto_commit=False, auto_offset_reset="earliest",
-        )
+        consumer = side_consumer(s, s.topics.demand_calendar, auto_offset_reset="earliest")
         await consumer.start()
         try:
             while True:
@@ -263,7 +261,7 @@ class DemandHandle(SharedScorer[DemandScorer]):
         scorer = await self.get()
         limits = limits_from_settings(self.settings)
         tp = TopicPartition(topic, partition)
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.bootstrap_servers, group_id=None, enable_auto_commit=False)
+        consumer = side_consumer(self.settings)
         await consumer.start()
         counted = 0
         try:

@@ -37,7 +37,7 @@ class DriftSnapshots:
     """Detector snapshots in the compacted `drift-state` topic, shared by a worker's streams."""
 
     def __init__(self, settings: Settings, producer: Callable[[], Any]) -> None:
-        self.bootstrap = settings.bootstrap_servers
+        self.settings = settings
         self.topic = settings.topics.drift_state
         self._producer = producer  # the app's (Faust) producer, once it exists
         # Bumped when a partition is revoked: a monitor from before is stale if it comes back.
@@ -48,7 +48,7 @@ class DriftSnapshots:
             self.generation[p] += 1
 
     async def load(self, key: bytes, partition: int) -> Optional[bytes]:
-        return (await read_partition_latest(self.bootstrap, self.topic, partition, stall_s=10.0)).get(key)
+        return (await read_partition_latest(self.settings, self.topic, partition, stall_s=10.0)).get(key)
 
     async def save(self, key: bytes, partition: int, data: bytes) -> None:
         await (await self._producer().send(self.topic, key, data, partition, None, None))

@@ -43,7 +43,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agents.drift import DriftTracker
 from stream_app.intake import RawMessage, decode_batch, limits_from_settings
-from stream_app.kafka_io import read_partition_latest
+from stream_app.kafka_io import read_partition_latest, side_consumer
 from schemas import SensorReading
 from stream_app import metrics
 from stream_app.scoring.maintenance import MaintenanceScorer
@@ -312,7 +312,7 @@ class MachineStateKeeper:
         """The partition's latest record per key. A read cut short is still consistent: every
         record pairs a state with the offset it is valid at, and an older marker only means a
         longer replay."""
-        return await read_partition_latest(self.settings.bootstrap_servers, self.topic, p, REPLAY_STALL_S, REPLAY_BATCH)
+        return await read_partition_latest(self.settings, self.topic, p, REPLAY_STALL_S, REPLAY_BATCH)
 
     async def _replay(self, scorer: MaintenanceScorer, p: int, start: int, end: int) -> int:
         """Apply readings [start, end) of partition `p`, in order, without publishing. An empty
@@ -380,8 +380,7 @@ class _consumer:
     """A group-less consumer for reading one partition directly."""
 
     def __init__(self, settings: Settings) -> None:
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None,
-                                          enable_auto_commit=False)
+        self._consumer = side_consumer(settings)
 
     async def __aenter__(self) -> AIOKafkaConsumer:
         await self._consumer.start()

@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agents.drift import DriftSnapshots, DriftTracker
+from stream_app.kafka_io import side_consumer
 from stream_app.intake import RawMessage, decode_batch, limits_from_settings
 from agents.pipeline import Output, StreamPipeline
 from agents.publish import Outbox
@@ -102,10 +103,7 @@ class GraphFollower:
         topics = self.settings.topics
         scorer = await self.handle.get()  # loads the model (and the graph) before reading
         loop = asyncio.get_running_loop()
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.bootstrap_servers, group_id=None, enable_auto_commit=False,
-            auto_offset_reset="earliest", max_partition_fetch_bytes=4 * 1024 * 1024,
-        )
+        consumer = side_consumer(self.settings, auto_offset_reset="earliest", max_partition_fetch_bytes=4 * 1024 * 1024)
         await consumer.start()
         try:
             wanted = (topics.supply_chain_transactions, topics.supply_chain_verdicts)

@@ -14,18 +14,29 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from stream_app.settings import Settings
+
 
 log = logging.getLogger(__name__)
 
 
-async def read_partition_latest(bootstrap: str, topic: str, partition: int, stall_s: float = 60.0,
+def side_consumer(settings: Settings, *topics: str, **kwargs: Any) -> AIOKafkaConsumer:
+    """A group-less consumer for an agent's side reads (the graph, the calendar, replays, state
+    records), with the product's fetch wait: the embedded broker holds every fetch for the full
+    wait, and aiokafka's default (500 ms) made each empty poll of the supply-chain graph
+    follower, which every scoring batch waits for, cost half a second."""
+    return AIOKafkaConsumer(*topics, bootstrap_servers=settings.bootstrap_servers, group_id=None,
+                            enable_auto_commit=False, fetch_max_wait_ms=settings.broker_fetch_max_wait_ms, **kwargs)
+
+
+async def read_partition_latest(settings: Settings, topic: str, partition: int, stall_s: float = 60.0,
                                 batch: int = 1000) -> dict[bytes, bytes]:
     """The latest value per key of one partition (a compacted topic's current state), read by
     fetch up to its high watermark: an empty fetch before that is a slow broker, not the end.
     Gives up, with what it read, after `stall_s` without a record."""
     tp = TopicPartition(topic, partition)
     latest: dict[bytes, bytes] = {}
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    consumer = side_consumer(settings)
     await consumer.start()
     try:
         consumer.assign([tp])
