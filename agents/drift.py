@@ -61,7 +61,7 @@ class DriftTracker(Generic[E, R]):
         settings: DriftSettings,
         extract: Extract,
         kswin_features: Sequence[str] = (),
-        snapshots: Optional[DriftSnapshots] = None,
+        snapshot_store: Optional[DriftSnapshots] = None,
     ) -> None:
         self.stream = stream
         self.config = DriftConfig(
@@ -71,8 +71,8 @@ class DriftTracker(Generic[E, R]):
         self.ignore = frozenset(settings.ignore_features)
         self.extract = extract
         self.kswin_features = tuple(kswin_features)
-        self.snapshot_store = snapshots
-        self._generation: dict[Optional[int], int] = {}  # of `snapshots` when each monitor was set up
+        self.snapshot_store = snapshot_store
+        self._generation: dict[Optional[int], int] = {}  # the store's, when each monitor was set up
         self.snapshot_interval = settings.snapshot_interval_s
         self.monitors: dict[Optional[int], DriftMonitor] = {}
         # Restored detectors: events below these offsets are in them already (never fed twice).

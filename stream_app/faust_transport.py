@@ -21,6 +21,7 @@ from typing import Any, Optional, Sequence
 
 import faust
 from faust.transport.drivers import aiokafka as driver
+from faust.types import TP
 
 from stream_app import metrics
 from stream_app.intake import RawMessage
@@ -39,11 +40,13 @@ def transport_class(fetch_max_wait_ms: int) -> type[driver.Transport]:
         def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
             return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
-        # Per partition: offsets of messages refused while it was held here. The committed
-        # offset stays below the lowest until Faust seeks back (the next assignment does), so
-        # a commit -- even the one during a revocation, when Faust no longer checks for holes
-        # -- never passes a message no agent took.
-        holes: dict[Any, set[int]]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            # Per partition: offsets of messages refused while it was held here. The committed
+            # offset stays below the lowest until Faust seeks back (the next assignment does),
+            # so a commit -- even the one during a revocation, when Faust no longer checks for
+            # holes -- never passes a message no agent took.
+            self.holes: dict[TP, set[int]] = {}
 
         def ack(self, message: Any) -> bool:
             if not message.tracked and self.app.topics.acks_enabled_for(message.topic):
@@ -51,23 +54,18 @@ def transport_class(fetch_max_wait_ms: int) -> type[driver.Transport]:
                 self._unacked_messages.discard(message)
                 self._hold(message)
                 return False
-            holes = self._holes().get(message.tp)
+            holes = self.holes.get(message.tp) if self.holes else None  # per message: cheap when none
             if holes and message.offset in holes:
                 holes.discard(message.offset)  # taken after all (delivered again)
                 self._count_holes()
             return super().ack(message)
-
-        def _holes(self) -> dict[Any, set[int]]:
-            if not hasattr(self, "holes"):
-                self.holes = {}
-            return self.holes
 
         def _hold(self, message: Any) -> None:
             tp, offset = message.tp, message.offset
             committed = self._committed_offset[tp]
             if tp not in self.assignment() or (committed is not None and offset < committed):
                 return
-            held = self._holes().setdefault(tp, set())
+            held = self.holes.setdefault(tp, set())
             if not held:
                 log.warning("%s[%d] offset %d was not processed here: commits of the partition stay below "
                             "it until it is read again (next rebalance)", tp.topic, tp.partition, offset)
@@ -75,24 +73,23 @@ def transport_class(fetch_max_wait_ms: int) -> type[driver.Transport]:
             self._count_holes()
 
         def _count_holes(self) -> None:
-            metrics.SKIPPED_UNCOMMITTED.set(sum(len(offsets) for offsets in self._holes().values()))
+            metrics.SKIPPED_UNCOMMITTED.set(sum(len(offsets) for offsets in self.holes.values()))
 
         def _new_offset(self, tp: Any) -> Optional[int]:
             offset = super()._new_offset(tp)
-            held = self._holes().get(tp)
+            held = self.holes.get(tp)
             if offset is not None and held:
                 offset = min(offset, min(held))
             return offset
 
         async def on_partitions_assigned(self, assigned: set[Any], generation_id: int = 0) -> None:
-            self._holes().clear()  # every assigned partition is read again from its committed offset
+            self.holes.clear()  # every assigned partition is read again from its committed offset
             self._count_holes()
             await super().on_partitions_assigned(assigned, generation_id)
 
         def holds(self, topic: str, partition: int) -> bool:
             """Whether a message of the partition was refused here and not read again yet."""
-            return any(tp.topic == topic and tp.partition == partition and offsets
-                       for tp, offsets in self._holes().items())
+            return bool(self.holes.get(TP(topic, partition)))
 
     class Transport(driver.Transport):
         pass
@@ -109,7 +106,8 @@ def disown(events: Sequence[Any]) -> None:
 
 
 class StreamApp(faust.App):
-    """A Faust app whose Kafka consumer fetches with the product's fetch wait."""
+    """A Faust app whose Kafka consumer fetches with the product's fetch wait and never commits
+    past a message no agent took."""
 
     def __init__(self, *args: Any, fetch_max_wait_ms: int = 1500, **kwargs: Any) -> None:
         self._transport_class = transport_class(fetch_max_wait_ms)
