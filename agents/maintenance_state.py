@@ -65,9 +65,10 @@ class StateRecord(NamedTuple):
 
 
 def encode_state(arrays: dict[str, np.ndarray], offset: int, owner: str = "") -> bytes:
-    """A flat record: a JSON header (offset, each array's dtype and shape; object arrays, the
-    event ids, inline as JSON) then the numeric arrays' raw bytes. No pickle: a record of this
-    topic is data, never code; no zip container: ~10x cheaper than np.savez per machine."""
+    """A flat record: a JSON header (offset, each array's dtype and shape; object arrays, if
+    any, inline as JSON) then the other arrays' raw bytes (numbers, and event ids as fixed-width
+    bytes). No pickle: a record of this topic is data, never code; no zip container: ~10x
+    cheaper than np.savez per machine."""
     fields, blobs, inline = [], [], {}
     for name, value in arrays.items():
         if value.dtype == object:

@@ -261,8 +261,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--paced-seconds", type=float, default=15.0, help="length of the paced case")
     parser.add_argument("--naive-events", type=int, default=1_000)
     parser.add_argument("--memory-machines", type=int, default=report.MEMORY_MACHINES, help="0: no memory case")
-    parser.add_argument("--memory-readings", type=int, default=2 * baselines.HISTORY_WINDOW - 1,
-                        help="readings per machine in the memory case (default fills the history to its longest)")
+    parser.add_argument("--memory-readings", type=int, default=63,
+                        help="readings per machine in the memory case (the explanation window is full by then)")
     parser.add_argument("--model-dir", type=Path, default=Path(os.environ.get("MODEL_DIR", "model_store")))
     parser.add_argument("--worker-env", action="append", default=[], metavar="NAME=VALUE",
                         help="a setting for every worker, e.g. MAINTENANCE__BATCH_MAX=1000 (repeatable)")

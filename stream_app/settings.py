@@ -58,6 +58,9 @@ class MaintenanceSettings(BaseModel):
     # topic this often; a worker taking a partition over loads it and replays the readings since.
     snapshot_interval_s: float = Field(10.0, gt=0.0)
     restore_on_assign: bool = True
+    # Model explanations attribute over each machine's last explain_window readings; keeping
+    # them costs ~40 B per machine per reading of window (never changes predictions).
+    explain_window: int = Field(16, ge=1, le=64)
 
 
 class DriftSettings(BaseModel):

@@ -160,5 +160,44 @@ class MaintenanceFeatures:
             x[t], imputed[t], clipped[t] = xt[0], imp[0], clp[0]
         return x, imputed, clipped
 
+    # --- compact storage of encoded inputs -----------------------------------------------------
+    def input_layout(self) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+        """Fields (per-input shape, dtype) of the compact form of one encoded input: 2 S + S / 8
+        + 2 bytes instead of 4 n_inputs, for inputs kept per machine (explanation history)."""
+        categories = np.min_scalar_type(max(len(self.machine_types), len(self.operating_modes)))
+        return {
+            "sensors": ((self.n_sensors,), np.dtype(np.float16)),  # scaled values
+            "missing": (((self.n_sensors + 7) // 8,), np.dtype(np.uint8)),  # flags as bits, little-endian
+            "type": ((), categories),  # index + 1 of the hot column; 0: unknown (all-zero one-hot)
+            "mode": ((), categories),
+        }
+
+    def compact_inputs(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """encode_step outputs (..., n_inputs) -> the fields of input_layout(). Exact but for the
+        float16 rounding of the scaled values (flags and one-hots are 0/1)."""
+        s, t = self.n_sensors, len(self.machine_types)
+        layout = self.input_layout()
+
+        def category(one_hot: np.ndarray, dtype: np.dtype) -> np.ndarray:
+            return (one_hot @ np.arange(1, one_hot.shape[-1] + 1, dtype=np.float32)).astype(dtype)
+
+        return {
+            "sensors": x[..., :s].astype(np.float16),
+            "missing": np.packbits(x[..., s : 2 * s] != 0, axis=-1, bitorder="little"),
+            "type": category(x[..., 2 * s : 2 * s + t], layout["type"][1]),
+            "mode": category(x[..., 2 * s + t :], layout["mode"][1]),
+        }
+
+    def expand_inputs(self, parts: Mapping[str, np.ndarray]) -> np.ndarray:
+        """compact_inputs' fields -> inputs (..., n_inputs) float32."""
+        s, t, m = self.n_sensors, len(self.machine_types), len(self.operating_modes)
+        sensors = parts["sensors"]
+        x = np.empty((*sensors.shape[:-1], self.n_inputs), dtype=np.float32)
+        x[..., :s] = sensors
+        x[..., s : 2 * s] = np.unpackbits(parts["missing"], axis=-1, count=s, bitorder="little")
+        x[..., 2 * s : 2 * s + t] = parts["type"][..., None] == np.arange(1, t + 1)
+        x[..., 2 * s + t :] = parts["mode"][..., None] == np.arange(1, m + 1)
+        return x
+
     def unscale(self, sensor: int, scaled: float) -> float:
         return float(scaled * self._std[sensor] + self._mean[sensor])

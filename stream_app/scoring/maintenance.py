@@ -26,13 +26,18 @@ Per-machine choices worth knowing:
   measured as |event time - last alert time|).
 * Cooldown: at most one alert per machine per alert_cooldown_s of event time; a suppressed
   prediction says alert=False and why.
-* Machines are never evicted: state grows with the fleet (see state_bytes()).
+* Explanations replay the machine's last settings.explain_window readings (fewer early in a life)
+  from a float16 checkpoint of the LSTM state before them (see MachineStates): the window and
+  the checkpoint shape explanations only, never predictions.
+* Machines are never evicted: state grows with the fleet (see state_bytes(), ~2.4 KB a machine
+  with the trained model and the default window).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import sys
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -55,9 +60,6 @@ log = logging.getLogger(__name__)
 
 WEIGHTS_FILE = "model.pt"
 DEFAULT_WARMUP_STEPS = 12
-# A checkpoint of the LSTM state every HISTORY_WINDOW steps, plus the inputs since: explanations
-# replay between W and 2W readings.
-HISTORY_WINDOW = 32
 _NO_NAMES: list[str] = []
 
 
@@ -146,11 +148,24 @@ class CalibratedModel(torch.nn.Module):
 
 
 # --- per-machine state ------------------------------------------------------------------------
+# Event ids are kept as UTF-8 bytes: at most 4 per character of the longest id the schema allows.
+_MAX_ID_BYTES = 4 * next(m.max_length for m in SensorReading.model_fields["event_id"].metadata
+                         if getattr(m, "max_length", None))
+_MAX_AGE_MS = np.iinfo(np.uint32).max  # ~49.7 days: older readings in a ring show that age
+
+
 class MachineStates:
     """Everything kept per machine, in arrays indexed by a slot per machine (grown by doubling).
-    Axis 0 of every numpy array and axis 1 of every tensor (L, slots, H) is the slot."""
+    Axis 0 of every numpy array and axis 1 of every tensor (L, slots, H) is the slot.
 
-    def __init__(self, capacity: int, n_rule: int, model: Optional[LoadedModel], window: int = HISTORY_WINDOW) -> None:
+    With a model, what an explanation replays: a ring of the machine's last `window` readings
+    (encoded inputs in the features' compact form, UTF-8 event ids, event times as ms before
+    newest_ts) holding min(steps, window) of them, the next going to position steps % window;
+    and the LSTM state before the oldest of them (float16 checkpoint), stepped over each
+    reading the ring evicts. The live state (h, c) stays float32 and is never read back from
+    the checkpoint, so neither the window nor the checkpoint's precision changes predictions."""
+
+    def __init__(self, capacity: int, n_rule: int, model: Optional[LoadedModel], window: int) -> None:
         self.slots: dict[str, int] = {}
         self._free: list[int] = []  # slots of dropped machines, reused before new ones
         self._next = 0
@@ -164,23 +179,27 @@ class MachineStates:
             "newest_ts": ((), np.float64, -np.inf),
             "last_alert_ts": ((), np.float64, -np.inf),
         }
-        self._tensors: tuple[str, ...] = ()
+        self._tensors: dict[str, torch.dtype] = {}
+        self._features: Optional[MaintenanceFeatures] = None
+        self._lstm: Optional[MaintenanceLSTM] = None
+        self._inputs: dict[str, str] = {}  # compact input field -> its ring array
         if model is not None:
-            s, f = model.features.n_sensors, model.features.n_inputs
+            self._features, self._lstm = model.features, model.model
+            layout = model.features.input_layout()
+            self._inputs = {name: f"hist_{name}" for name in layout}
             self._spec |= {
-                "last": ((s,), np.float32, np.nan),  # clipped, for encode_step's forward fill
-                "hist_len": ((), np.int64, 0),
-                "hist_x": ((2 * window, f), np.float16, 0),
-                "hist_ts": ((2 * window,), np.float64, 0.0),
-                "hist_ids": ((2 * window,), object, None),
+                "last": ((model.features.n_sensors,), np.float32, np.nan),  # clipped, for encode_step's forward fill
+                **{self._inputs[name]: ((window, *shape), dtype, 0) for name, (shape, dtype) in layout.items()},
+                "hist_age_ms": ((window,), np.uint32, 0),
+                "hist_ids": ((window,), np.dtype("S1"), b""),  # widened to the longest id seen (_widen_ids)
             }
-            # live state, checkpoint at the history's start, checkpoint W steps into it
-            self._tensors = ("h", "c", "ckpt_h", "ckpt_c", "mid_h", "mid_c")
+            # live state; the checkpoint before the ring's oldest reading
+            self._tensors = {"h": torch.float32, "c": torch.float32, "ckpt_h": torch.float16, "ckpt_c": torch.float16}
             self._layers, self._hidden = model.model.layers, model.model.hidden
         for name, (shape, dtype, fill) in self._spec.items():
             setattr(self, name, np.full((self.capacity, *shape), fill, dtype=dtype))
-        for name in self._tensors:
-            setattr(self, name, torch.zeros(self._layers, self.capacity, self._hidden))
+        for name, kind in self._tensors.items():
+            setattr(self, name, torch.zeros(self._layers, self.capacity, self._hidden, dtype=kind))
 
     def add(self, machine_id: str) -> int:
         if self._free:
@@ -202,7 +221,7 @@ class MachineStates:
             self._free.extend(slots)
 
     def export(self, slot: int) -> dict[str, np.ndarray]:
-        """One machine's state as arrays (copies; event ids stay an object array of str/None)."""
+        """One machine's state as arrays (copies)."""
         out = {name: np.array(getattr(self, name)[slot]) for name in self._spec}
         for name in self._tensors:
             out[name] = getattr(self, name)[:, slot].numpy().copy()
@@ -210,16 +229,24 @@ class MachineStates:
 
     def restore(self, machine_id: str, arrays: Mapping[str, np.ndarray]) -> None:
         """Load what export() gave, into the machine's slot (added if new). Raises ValueError,
-        leaving the machine as it was, when the arrays do not fit this state's layout."""
+        leaving the machine as it was, when the arrays do not fit this state's layout (another
+        model, window or state version)."""
         expected = set(self._spec) | set(self._tensors)
         if set(arrays) != expected:
             raise ValueError(f"state fields {sorted(set(arrays) ^ expected)} do not match this model")
-        for name, (shape, _, _) in self._spec.items():
-            if arrays[name].shape != shape:
-                raise ValueError(f"state field {name} has shape {arrays[name].shape}, expected {shape}")
+        for name, (shape, dtype, _) in self._spec.items():
+            if arrays[name].shape != shape or arrays[name].dtype.kind != np.dtype(dtype).kind:
+                raise ValueError(f"state field {name} is {arrays[name].dtype}{arrays[name].shape}, "
+                                 f"expected {np.dtype(dtype).kind}{shape}")
         for name in self._tensors:
             if arrays[name].shape != (self._layers, self._hidden):
                 raise ValueError(f"state field {name} has shape {arrays[name].shape}")
+        if "hist_ids" in arrays:
+            width = arrays["hist_ids"].dtype.itemsize
+            if width > _MAX_ID_BYTES:
+                raise ValueError(f"state field hist_ids is {width} bytes wide, at most {_MAX_ID_BYTES} expected")
+            if width > self.hist_ids.itemsize:
+                self._widen_ids(width)
         slot = self.slots.get(machine_id)
         if slot is None:
             slot = self.add(machine_id)
@@ -234,10 +261,15 @@ class MachineStates:
             grown = np.full((self.capacity, *shape), fill, dtype=dtype)
             grown[:old] = getattr(self, name)
             setattr(self, name, grown)
-        for name in self._tensors:
-            grown = torch.zeros(self._layers, self.capacity, self._hidden)
-            grown[:, :old] = getattr(self, name)
-            setattr(self, name, grown)
+        for name, kind in self._tensors.items():
+            grown_t = torch.zeros(self._layers, self.capacity, self._hidden, dtype=kind)
+            grown_t[:, :old] = getattr(self, name)
+            setattr(self, name, grown_t)
+
+    def _widen_ids(self, width: int) -> None:
+        shape, _, fill = self._spec["hist_ids"]
+        self._spec["hist_ids"] = (shape, np.dtype(f"S{width}"), fill)
+        self.hist_ids = self.hist_ids.astype(self._spec["hist_ids"][1])
 
     def reset(self, slots: np.ndarray) -> None:
         """A new life: everything but the newest event time (late readings stay late)."""
@@ -248,58 +280,64 @@ class MachineStates:
         for name in self._tensors:
             getattr(self, name).index_fill_(1, index, 0.0)
 
-    def push_history(
-        self, slots: np.ndarray, x: np.ndarray, ids: np.ndarray, ts: np.ndarray, h: torch.Tensor, c: torch.Tensor
-    ) -> None:
-        """Append each machine's newest encoded input; (h, c) (L, n, H) is the state after it."""
-        w = self.window
-        pos = self.hist_len[slots]
-        self.hist_x[slots, pos] = x
-        self.hist_ids[slots, pos] = ids
-        self.hist_ts[slots, pos] = ts
-        pos += 1
-        self.hist_len[slots] = pos
-        mid = np.flatnonzero(pos == w)
-        if mid.size:
-            self._store(("mid_h", "mid_c"), slots[mid], h, c, mid)
-        full = np.flatnonzero(pos == 2 * w)
+    def push_history(self, slots: np.ndarray, x: np.ndarray, ids: np.ndarray, ts: np.ndarray) -> None:
+        """Put each machine's newest reading (encoded inputs x (n, F), event ids, epoch s) in its
+        ring. Call before steps and newest_ts count these readings: they say where the ring is."""
+        assert self._features is not None
+        n, steps = len(slots), self.steps[slots]
+        pos = steps % self.window
+        full = np.flatnonzero(steps >= self.window)
         if full.size:
-            # Drop the oldest W inputs: the checkpoint W steps in becomes the start checkpoint,
-            # the current state the new mid one.
-            fs = slots[full]
-            index = torch.from_numpy(fs)
-            self.ckpt_h.index_copy_(1, index, self.mid_h.index_select(1, index))
-            self.ckpt_c.index_copy_(1, index, self.mid_c.index_select(1, index))
-            self._store(("mid_h", "mid_c"), fs, h, c, full)
-            for name in ("hist_x", "hist_ids", "hist_ts"):
-                arr = getattr(self, name)
-                arr[fs, :w] = arr[fs, w:]
-                arr[fs, w:] = self._spec[name][2]
-            self.hist_len[fs] = w
+            self._advance_checkpoint(slots[full], pos[full])
+        for name, values in self._features.compact_inputs(x).items():
+            getattr(self, self._inputs[name])[slots, pos] = values
+        # Ages count from newest_ts, which moves on to these readings: whole ms, so that moving
+        # them is exact (a machine's first reading has no newest_ts: its ring is empty anyway).
+        previous = self.newest_ts[slots]
+        shift = np.rint(ts * 1000) - np.rint(np.where(np.isfinite(previous), previous, ts) * 1000)
+        ages = self.hist_age_ms[slots] + shift.astype(np.int64)[:, None]
+        ages[np.arange(n), pos] = 0
+        self.hist_age_ms[slots] = np.minimum(ages, _MAX_AGE_MS)
+        encoded = [i.encode() for i in ids]
+        longest = max(map(len, encoded), default=0)
+        if longest > self.hist_ids.itemsize:
+            self._widen_ids(min(longest, _MAX_ID_BYTES))
+        self.hist_ids[slots, pos] = encoded
 
-    def _store(
-        self, names: tuple[str, str], slots: np.ndarray, h: torch.Tensor, c: torch.Tensor, rows: np.ndarray
-    ) -> None:
-        index, rows_t = torch.from_numpy(slots), torch.from_numpy(rows)
-        getattr(self, names[0]).index_copy_(1, index, h.index_select(1, rows_t))
-        getattr(self, names[1]).index_copy_(1, index, c.index_select(1, rows_t))
+    def _advance_checkpoint(self, slots: np.ndarray, pos: np.ndarray) -> None:
+        """Step the machines' checkpoints over the inputs at `pos` of their rings (about to be
+        evicted): one batched LSTM step, in float32, stored back as float16."""
+        assert self._lstm is not None
+        evicted = self._ring_inputs(slots, pos)
+        index = torch.from_numpy(slots)
+        state = (self.ckpt_h.index_select(1, index).float(), self.ckpt_c.index_select(1, index).float())
+        _, _, (h, c) = self._lstm(torch.from_numpy(evicted).unsqueeze(1), state)
+        self.ckpt_h.index_copy_(1, index, h.half())
+        self.ckpt_c.index_copy_(1, index, c.half())
+
+    def _ring_inputs(self, slots: int | np.ndarray, pos: np.ndarray) -> np.ndarray:
+        """Encoded inputs (..., F) float32 at ring positions `pos` of `slots`."""
+        assert self._features is not None
+        return self._features.expand_inputs({name: getattr(self, ring)[slots, pos]
+                                             for name, ring in self._inputs.items()})
 
     def history(self, slot: int) -> tuple[np.ndarray, list[str], np.ndarray, tuple[torch.Tensor, torch.Tensor]]:
-        """(inputs (T, F) float32, event ids, event times, LSTM state before the first input)."""
-        n = int(self.hist_len[slot])
-        state = (self.ckpt_h[:, slot : slot + 1].clone(), self.ckpt_c[:, slot : slot + 1].clone())
-        ids: list[str] = self.hist_ids[slot, :n].tolist()
-        return self.hist_x[slot, :n].astype(np.float32), ids, self.hist_ts[slot, :n].copy(), state
+        """The ring's readings, oldest first: (inputs (T, F) float32, event ids, event times
+        (epoch s, whole ms), LSTM state (L, 1, H) float32 before the first input)."""
+        steps = int(self.steps[slot])
+        order = np.arange(max(steps - self.window, 0), steps) % self.window
+        inputs = self._ring_inputs(slot, order)
+        ids = [i.decode("utf-8", "replace") for i in self.hist_ids[slot, order].tolist()]
+        times = (np.rint(self.newest_ts[slot] * 1000) - self.hist_age_ms[slot, order]) / 1000
+        state = (self.ckpt_h[:, slot : slot + 1].float(), self.ckpt_c[:, slot : slot + 1].float())
+        return inputs, ids, times, state
 
     def nbytes(self) -> int:
-        """Bytes held for all slots (allocated capacity), event-id strings of the history
-        included; the slot dict itself is not counted."""
+        """Bytes held for all slots (arrays and tensors at their allocated capacity), plus the
+        slot dict with its machine-id strings and the free-slot list."""
         total = sum(getattr(self, name).nbytes for name in self._spec)
         total += sum(getattr(self, name).numel() * getattr(self, name).element_size() for name in self._tensors)
-        if "hist_ids" in self._spec:
-            used = self.hist_ids[list(self.slots.values())]
-            total += sum(len(s) + 49 for s in used[used != None].tolist())  # noqa: E711 (elementwise)
-        return total
+        return total + sys.getsizeof(self.slots) + sum(map(sys.getsizeof, self.slots)) + sys.getsizeof(self._free)
 
 
 # --- per-batch working arrays -----------------------------------------------------------------
@@ -373,7 +411,7 @@ class MaintenanceScorer:
         # Which columns count as known for `unknown_sensors`: the model's, or without a model the rules'.
         self._known_cols = self._n_sensors if model else len(names)
         self._sensor_names = np.array(model_sensors, dtype=object)
-        self._state = MachineStates(initial_capacity, len(self.rules.sensors), model)
+        self._state = MachineStates(initial_capacity, len(self.rules.sensors), model, settings.explain_window)
 
     # --- loading ------------------------------------------------------------------------------
     @classmethod
@@ -577,7 +615,7 @@ class MaintenanceScorer:
         st.h.index_copy_(1, slot_t, h1)
         st.c.index_copy_(1, slot_t, c1)
         st.last[slots[commit]] = new_last[commit]
-        st.push_history(slots[commit], x[commit], b.event_ids[idx][commit], b.ts[idx][commit], h1, c1)
+        st.push_history(slots[commit], x[commit], b.event_ids[idx][commit], b.ts[idx][commit])
 
         raw_heads = torch.sigmoid(logits[:, 0]).numpy().astype(np.float64)
         frac = ttf[:, 0].numpy().astype(np.float64)

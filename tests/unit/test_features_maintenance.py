@@ -52,3 +52,32 @@ def test_round_trip_and_unknown_sensor_names(spec: MaintenanceFeatures) -> None:
     assert row[0] == 1.0 and np.isnan(row[1]) and unknown == ["zz"]
     with pytest.raises(ValueError):
         MaintenanceFeatures(sensors=["a"], mean=[0.0, 1.0], std=[1.0], lo=[0.0], hi=[1.0])
+
+
+@pytest.mark.parametrize("n_sensors, types", [(2, ["pump", "fan"]), (8, ["a", "b", "c"]), (11, [])])
+def test_compact_inputs_expand_to_the_float16_rounded_inputs(n_sensors: int, types: list[str]) -> None:
+    """What a machine's history stores: every encode_step output, missing values and unknown or
+    absent categories included, comes back exactly as its float16 rounding."""
+    rng = np.random.default_rng(n_sensors)
+    raw = rng.normal(10.0, 3.0, size=(300, n_sensors)).astype(np.float32)
+    spec = MaintenanceFeatures.fit(raw, [f"s{j}" for j in range(n_sensors)], types, ["idle", "run"])
+    raw[rng.random(raw.shape) < 0.3] = np.nan
+    raw[:5] = np.nan  # nothing observed yet: the training mean
+    raw[7, 0] = 1e6  # clipped
+    names = [*types, "unknown", None]
+    type_idx, mode_idx = spec.category_indices(
+        rng.choice(np.array(names, dtype=object), 300).tolist(),
+        rng.choice(np.array(["idle", "run", "?", None], dtype=object), 300).tolist(),
+    )
+    last = np.full_like(raw, np.nan)
+    x, _, missing, _ = spec.encode_step(raw, last, type_idx, mode_idx)
+    assert missing.any() and (type_idx < 0).any() and (mode_idx < 0).any()
+    parts = spec.compact_inputs(x)
+    for name, (shape, dtype) in spec.input_layout().items():
+        assert parts[name].dtype == dtype and parts[name].shape == (300, *shape), name
+    expanded = spec.expand_inputs(parts)
+    assert expanded.dtype == np.float32
+    np.testing.assert_array_equal(expanded, x.astype(np.float16).astype(np.float32))
+    # any leading shape, e.g. (machines, window)
+    np.testing.assert_array_equal(spec.expand_inputs({k: v.reshape(30, 10, *v.shape[1:]) for k, v in parts.items()}),
+                                  expanded.reshape(30, 10, -1))
