@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import logging
 import os
 import socket
@@ -103,6 +104,10 @@ class SharedScorer(Generic[S]):
         future.set_result(scorer)
         self._scorer, self.serving = future, scorer
         metrics.MODEL_INFO.labels(self.stream, self.model_name, scorer.model_version or "none").set(1)
+        # What is loaded by now (libraries, the app, the models: ~450k objects) lives as long as
+        # the worker. Out of the collector's sight, since each full pass over it stopped the
+        # worker for ~175 ms: the p99 latency. Refcounting still frees what is dropped later.
+        gc.freeze()
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)

@@ -3,6 +3,12 @@
 Agents consume raw bytes and call `decode_message`; nothing here raises for bad input. A
 message is one JSON event or a JSON array of events of one kind (gateways batch); in an array,
 each bad element is its own failure and the good ones go on to scoring.
+
+Two paths, one result. Well-formed input, nearly all of it, is validated straight from its bytes
+by pydantic's JSON parser in strict mode (half the cost of `json.loads` + `model_validate`). Strict
+mode accepts a subset of what the checked path accepts, so anything it refuses (bad input, or
+merely a "1" where a number belongs, which the checked path coerces or names precisely) goes the
+checked path: parse, check the schema version, validate each element, one failure per bad element.
 """
 
 from __future__ import annotations
@@ -10,9 +16,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 from typing import Any, Generic, Optional, TypeVar
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from schemas.common import InputEvent
 
@@ -113,10 +120,48 @@ def _validate_one(
     return event
 
 
+@lru_cache(maxsize=None)
+def _array_of(model: type[E]) -> TypeAdapter[list[E]]:
+    return TypeAdapter(list[model])  # type: ignore[valid-type]
+
+
+def _fast(raw: bytes, model: type[E], limits: Limits, now: datetime) -> Optional[list[E]]:
+    """The events of a message in which every event is valid, else None (the checked path then
+    finds what is wrong). Only messages the checked path would accept as they are get through:
+    strict validation, the same schema-version, count and timestamp checks."""
+    start = raw[:1]
+    try:
+        if start == b"{":
+            events = [model.model_validate_json(raw, strict=True)]
+        elif start == b"[":
+            events = _array_of(model).validate_json(raw, strict=True)
+            if not events or len(events) > limits.max_events:
+                return None
+        else:
+            return None
+    except (ValidationError, RecursionError):
+        return None
+    latest = now + limits.max_future_skew
+    for event in events:
+        if event.schema_version not in SUPPORTED_SCHEMA_VERSIONS or event.ts > latest:
+            return None
+    return events
+
+
 def decode_message(
     raw: Optional[bytes], model: type[E], limits: Limits = Limits(), now: Optional[datetime] = None
 ) -> Decoded[E]:
     """Decode one Kafka message value into events of `model` and failures; never raises."""
+    now = now or datetime.now(timezone.utc)
+    if raw and len(raw) <= limits.max_bytes:
+        events = _fast(raw, model, limits, now)
+        if events is not None:
+            return Decoded(events)
+    return decode_checked(raw, model, limits, now)
+
+
+def decode_checked(raw: Optional[bytes], model: type[E], limits: Limits, now: datetime) -> Decoded[E]:
+    """The checked path alone: what `decode_message` returns, every failure named."""
     result: Decoded[E] = Decoded()
     if not raw:
         result.failures.append(DecodeFailure(ErrorCode.EMPTY, "message has no value"))
@@ -141,7 +186,6 @@ def decode_message(
         result.failures.append(DecodeFailure(ErrorCode.NOT_JSON, f"message is not JSON: {exc}"))
         return result
 
-    now = now or datetime.now(timezone.utc)
     if isinstance(obj, list):
         if not obj:
             result.failures.append(DecodeFailure(ErrorCode.EMPTY, "gateway array holds no events"))

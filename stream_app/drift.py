@@ -101,14 +101,17 @@ class FeatureDrift:
         return found
 
     def _adwin(self, x: float) -> list[tuple[str, float, float, int, _Reference]]:
-        width, total = self.adwin.width, self.adwin.estimation * self.adwin.width + x
-        self.adwin.update(x)
-        if self.adwin.drift_detected:
-            kept = self.adwin.width
-            self.pending_before = (total - self.adwin.estimation * kept) / max(width + 1 - kept, 1)
-        if self.pending_before is None or self.adwin.width < CONFIRM_VALUES:
+        # Every value of every reading passes here: read the detector's width and sum only where
+        # needed (each is a call into River's extension).
+        adwin = self.adwin
+        width, total = adwin.width, adwin.total + x
+        adwin.update(x)
+        if adwin.drift_detected:
+            kept = adwin.width
+            self.pending_before = (total - adwin.total) / max(width + 1 - kept, 1)
+        if self.pending_before is None or adwin.width < CONFIRM_VALUES:
             return []
-        before, after = self.pending_before, self.adwin.estimation
+        before, after = self.pending_before, adwin.estimation
         self.pending_before = None
         return [("adwin", before, after, self.seen, self.reference)] if self._effect(after) >= self.config.min_effect else []
 
