@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+
+import numpy as np
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
@@ -186,4 +188,19 @@ def _result(
         # A stall (a snapshot, a rebalance, a fetch wait) shows as a long gap between outputs.
         arrivals = sorted({a.in_hand for a in measured})
         result.extra["longest_output_gap_s"] = round(max(b - a for a, b in zip(arrivals, arrivals[1:])), 2)
+    if case.mode == "paced" and measured:
+        result.extra["latency_timeline"] = latency_timeline(measured)
     return result
+
+
+def latency_timeline(answers: list[Answer], bucket_s: float = 0.5) -> list[list[float]]:
+    """[seconds since the first send, p50 ms, max ms, events] per `bucket_s` of send time: whether
+    the slow events of a paced case are spread out or bunched in pauses (and how often those come)."""
+    sent = np.array([a.sent.send_time for a in answers])
+    waits = np.array([a.in_hand - a.sent.send_time for a in answers]) * 1000.0
+    which = ((sent - sent.min()) // bucket_s).astype(int)
+    rows = []
+    for k in np.unique(which):
+        w = waits[which == k]
+        rows.append([round(k * bucket_s, 2), round(float(np.median(w)), 1), round(float(w.max()), 1), int(w.size)])
+    return rows

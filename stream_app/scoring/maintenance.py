@@ -52,7 +52,9 @@ from stream_app.features.maintenance import MaintenanceFeatures
 from stream_app.models.maintenance_lstm import MaintenanceLSTM
 from stream_app.registry import ModelRegistry, ModelVersion
 from stream_app.scoring.confidence import EPS, Calibration, Confidence, confidence
-from stream_app.scoring.explain import ALERT_KIND, MODEL_NAME, AlertContext, explain_model_alert, explain_rule_alert
+from stream_app.scoring.explain import (
+    ALERT_KIND, MODEL_NAME, AlertContext, ReplayedAlert, explain_model_alerts, explain_rule_alert,
+)
 from stream_app.scoring.rules import LARGE_EXCEEDANCE, RuleSet
 from stream_app.settings import MaintenanceSettings
 
@@ -375,6 +377,7 @@ class _Batch:
         self.suppressed = np.zeros(n, dtype=bool)
         self.prior_alert_ts = np.full(n, -np.inf)
         self.explanations: dict[int, Explanation] = {}
+        self.replays: dict[int, ReplayedAlert] = {}  # model alerts to explain, by reading
         self.explain = True
 
 
@@ -540,6 +543,7 @@ class MaintenanceScorer:
             n_rounds = int(batch.round.max()) + 1
             for k in range(n_rounds):
                 self._round(batch, np.flatnonzero(batch.round == k) if n_rounds > 1 else np.arange(len(readings)))
+            self._explain_models(batch)
             return self._results(batch)
 
     # --- batch steps --------------------------------------------------------------------------
@@ -655,11 +659,11 @@ class MaintenanceScorer:
         st.last_alert_ts[slots[alert]] = np.maximum(prior[alert], ts[alert])
         b.model_decides[idx], b.alert[idx] = model_decides, alert
         b.suppressed[idx], b.prior_alert_ts[idx] = suppressed, prior
-        # A model explanation replays the machine's history, so it is made now, before a later
-        # round moves that history on; everything else about alerts waits for _results.
+        # A model explanation replays the machine's history: taken now, before a later round
+        # moves that history on; the batch's alerts are explained together after the rounds.
         for pos in np.flatnonzero(alert & model_decides) if b.explain else ():
             assert x is not None
-            self._explain_model(b, int(idx[pos]), x[pos])
+            self._replay_for(b, int(idx[pos]), x[pos])
 
     # --- alerts and texts ---------------------------------------------------------------------
     def _alert_context(self, r: SensorReading, p: float, conf: float, created: datetime) -> AlertContext:
@@ -669,16 +673,21 @@ class MaintenanceScorer:
             probability=p, confidence=conf, decision=self._model_decision(p, conf), created_at=created,
         )
 
-    def _explain_model(self, b: _Batch, i: int, x: np.ndarray) -> None:
-        m, r = self._model, b.readings[i]
-        assert m is not None
+    def _replay_for(self, b: _Batch, i: int, x: np.ndarray) -> None:
+        r = b.readings[i]
         inputs, ids, times, state = self._state.history(int(b.slots[i]))
         if b.late[i]:  # scored from the current state without being stored: replay it last
             inputs, ids, times = np.vstack([inputs, x[None]]), ids + [r.event_id], np.append(times, b.ts[i])
         ctx = self._alert_context(r, float(b.p[i]), float(b.conf[i]), datetime.now(timezone.utc))
-        model = self._explained_model
-        assert model is not None
-        b.explanations[i] = explain_model_alert(ctx, model, m.features, m.horizon_hours, inputs, state, ids, times)
+        b.replays[i] = ReplayedAlert(ctx, inputs, state, ids, times)
+
+    def _explain_models(self, b: _Batch) -> None:
+        if not b.replays:
+            return
+        m, model = self._model, self._explained_model
+        assert m is not None and model is not None
+        explained = explain_model_alerts(model, m.features, m.horizon_hours, list(b.replays.values()))
+        b.explanations.update(zip(b.replays, explained))
 
     def _alert(self, b: _Batch, c: "_Columns", i: int, reason: str, created: datetime) -> Alert:
         r = b.readings[i]

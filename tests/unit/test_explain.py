@@ -6,7 +6,9 @@ import torch
 
 from stream_app.scoring.explain import (
     AlertContext,
+    ReplayedAlert,
     explain_model_alert,
+    explain_model_alerts,
     explain_rule_alert,
     integrated_gradients,
     mean_baseline,
@@ -146,3 +148,27 @@ def test_sensor_contributions_combine_value_and_missing_flag():
     attr = integrated_gradients(model, tail, mean_baseline(tail, features.n_sensors), state)
     assert hf_contribution == pytest.approx(float(attr.values[:, features.n_sensors + hf].sum()), abs=1e-6)
     assert hf_contribution != 0.0
+
+
+def test_alerts_explained_together_get_what_each_gets_alone():
+    """A batch's alerts share one integrated-gradients pass (grouped by replay length, each with
+    its own state, refined only where its own gap asks for it): the same explanations."""
+    model, features = trained_model()
+    raw, _, _ = fleet(4, 90, seed=11)
+    x = encode(features, raw)
+    alerts = []
+    for m, (start, end) in enumerate([(20, 75), (30, 60), (0, 16), (50, 90), (44, 60)]):
+        state, tail = _split(model, x[m % 4, :end], start)
+        ids = [f"M{m}-{k}" for k in range(start, end)]
+        alerts.append(ReplayedAlert(_ctx(alert_id=f"a-{m}", machine_id=f"M{m}"), tail, state, ids,
+                                    1.7e9 + 1800.0 * np.arange(len(tail))))
+    together = explain_model_alerts(model, features, 24.0, alerts)
+    alone = [explain_model_alert(a.ctx, model, features, 24.0, a.inputs, a.state, a.event_ids, a.event_ts) for a in alerts]
+    assert [e.alert_id for e in together] == [f"a-{m}" for m in range(5)]
+    for t, a in zip(together, alone):
+        assert [c.name for c in t.features] == [c.name for c in a.features]
+        assert [c.contribution for c in t.features] == pytest.approx([c.contribution for c in a.features], abs=1e-5)
+        assert [s.event_id for s in t.time_steps] == [s.event_id for s in a.time_steps]
+        assert [c.score_alternative for c in t.counterfactuals] == pytest.approx(
+            [c.score_alternative for c in a.counterfactuals], abs=1e-5)
+        assert t.inputs_sha256 == a.inputs_sha256
