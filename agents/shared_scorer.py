@@ -106,7 +106,9 @@ class SharedScorer(Generic[S]):
         metrics.MODEL_INFO.labels(self.stream, self.model_name, scorer.model_version or "none").set(1)
         # What is loaded by now (libraries, the app, the models: ~450k objects) lives as long as
         # the worker. Out of the collector's sight, since each full pass over it stopped the
-        # worker for ~175 ms: the p99 latency. Refcounting still frees what is dropped later.
+        # worker for ~175 ms: the p99 latency. Garbage first (a replaced model's cycles), so
+        # that none is frozen; refcounting still frees what is dropped later.
+        gc.collect()
         gc.freeze()
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
