@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -66,21 +67,25 @@ class ScorerHandle(SharedScorer[SupplyChainScorer]):
 class GraphFollower:
     """Reads every partition of the transactions and verdicts topics from the beginning and feeds
     them to the scorer's graph (in its inference thread). `sync()` lets the scoring agent wait
-    until the follower has read everything that was in the topics when it asked."""
+    until the follower has read everything that was in the topics when it asked (less
+    `graph_sync_lag_ms`): every partition fetched since (the consumer fetches in the background)
+    and read to the high-water mark that fetch reported. Every scoring batch waits for this, so
+    it is checked each `poll_ms` rather than once per fetch cycle (which cost batches ~50 ms)."""
 
-    def __init__(self, settings: Settings, handle: ScorerHandle, poll_ms: int = 50) -> None:
+    def __init__(self, settings: Settings, handle: ScorerHandle, poll_ms: int = 5) -> None:
         self.settings = settings
         self.handle = handle
         self.poll_ms = poll_ms
+        self.lag_ms = settings.supply_chain.graph_sync_lag_ms
         self.applied = 0
-        self._waiters: list[asyncio.Event] = []
+        self._waiters: list[tuple[float, asyncio.Event]] = []  # (asked at, epoch ms; set when caught up)
 
     async def sync(self, timeout: float) -> bool:
         """True when the follower caught up within `timeout` seconds (scoring goes on either way)."""
         if timeout <= 0:
             return False
         event = asyncio.Event()
-        self._waiters.append(event)
+        self._waiters.append((time.time() * 1000.0, event))
         try:
             await asyncio.wait_for(event.wait(), timeout)
             return True
@@ -118,7 +123,6 @@ class GraphFollower:
             await consumer.seek_to_beginning(*partitions)
             log.info("graph follower reads %d partitions of %s", len(partitions), ", ".join(wanted))
             while True:
-                waiting, self._waiters = self._waiters, []
                 batches = await consumer.getmany(timeout_ms=self.poll_ms, max_records=5000)
                 transactions = [r.value for tp, rs in batches.items() if tp.topic == wanted[0] for r in rs]
                 verdicts = [r.value for tp, rs in batches.items() if tp.topic == wanted[1] for r in rs]
@@ -126,25 +130,28 @@ class GraphFollower:
                     self.applied += await loop.run_in_executor(self.handle.executor, scorer.observe_raw, transactions)
                 if verdicts:
                     await loop.run_in_executor(self.handle.executor, scorer.observe_verdicts, verdicts)
-                if not batches or await self._caught_up(consumer, partitions):
-                    for event in waiting:
-                        event.set()
-                else:
-                    self._waiters = waiting + self._waiters
+                if self._waiters:
+                    await self._release(consumer, partitions)
                 scorer = await self.handle.get()  # a new one after a fallback to rules (same graph)
         finally:
             await consumer.stop()
 
-    @staticmethod
-    async def _caught_up(consumer: AIOKafkaConsumer, partitions: Sequence[TopicPartition]) -> bool:
-        """Every partition's position at its high-water mark (as of the last fetch). The embedded
-        broker under-reports high-water marks after multi-record batches (DESIGN.md section 4), so
-        there this can say yes a little early."""
+    async def _release(self, consumer: AIOKafkaConsumer, partitions: Sequence[TopicPartition]) -> None:
+        """Wake the waiters that asked before the last fetch of every partition (plus the lag
+        allowed), once every partition is read to the high-water mark of its last fetch. The
+        embedded broker under-reports high-water marks after multi-record batches (DESIGN.md
+        section 4), so there this can say yes a little early."""
+        covered = min((consumer.last_poll_timestamp(tp) or 0 for tp in partitions), default=0) + self.lag_ms
+        if not any(asked <= covered for asked, _ in self._waiters):
+            return
         for tp in partitions:
             highwater = consumer.highwater(tp)
             if highwater is None or await consumer.position(tp) < highwater:
-                return False
-        return True
+                return
+        ready = [event for asked, event in self._waiters if asked <= covered]
+        self._waiters = [(asked, event) for asked, event in self._waiters if asked > covered]
+        for event in ready:
+            event.set()
 
 
 def outputs(settings: Settings) -> Callable[[ScoredTransaction], Iterator[Output]]:

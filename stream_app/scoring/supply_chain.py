@@ -10,8 +10,8 @@ what it already has by event id. A Faust GlobalTable would replicate the same st
 changelog, but its recovery relies on end offsets the embedded broker reports wrongly (DESIGN.md
 section 4) and the graph is a derived structure anyway: replaying the source topic rebuilds it
 exactly, on any broker. Before scoring a batch the agent waits (at most graph_sync_timeout_s)
-until the follower has read everything that was in the topic when the batch arrived, so an
-earlier shipment on another partition is in the graph first. All questions are asked as of each
+until the follower has read everything that was in the topic graph_sync_lag_ms (20) before the
+batch arrived, so an earlier shipment on another partition is in the graph first. All questions are asked as of each
 transaction's event time (graph/state.py), so later transactions already applied do not leak.
 
 The registry version holds the starting point: the trained GNN, VAE, HalfSpaceTrees reference,

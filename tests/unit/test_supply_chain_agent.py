@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiokafka import TopicPartition
 
 from stream_app.intake import RawMessage
 from agents.publish import Outbox
@@ -78,12 +80,48 @@ def test_the_follower_barrier_times_out_instead_of_blocking() -> None:
         timed_out = await follower.sync(0.05)
         waiter = asyncio.ensure_future(follower.sync(5.0))
         await asyncio.sleep(0.01)
-        for event in follower._waiters:  # what the follower does after a poll that reached the end
+        for _, event in follower._waiters:  # what the follower does after a poll that reached the end
             event.set()
         return timed_out, await waiter
 
     assert asyncio.run(run()) == (False, True)
     assert asyncio.run(follower.sync(0.0)) is False
+
+
+class _Fetched:
+    """What the follower reads of its consumer: per partition the last fetch's time and
+    high-water mark, and the position."""
+
+    def __init__(self, at_ms: float, highwater: int, position: int) -> None:
+        self.at_ms, self.hw, self.pos = at_ms, highwater, position
+
+    def last_poll_timestamp(self, tp: Any) -> float:
+        return self.at_ms
+
+    def highwater(self, tp: Any) -> int:
+        return self.hw
+
+    async def position(self, tp: Any) -> int:
+        return self.pos
+
+
+def test_the_follower_releases_a_batch_only_after_a_fetch_made_since_it_asked_was_read() -> None:
+    follower = GraphFollower(Settings(supply_chain={"graph_sync_lag_ms": 100}), handle=None)  # type: ignore[arg-type]
+    partitions = [TopicPartition("t", p) for p in range(3)]
+
+    async def run() -> list[bool]:
+        early, late = asyncio.Event(), asyncio.Event()
+        follower._waiters = [(1_000.0, early), (2_000.0, late)]
+        seen = []
+        # fetched at 1,500 ms: with the 100 ms lag allowed, only the batch that asked at 1,000 is covered
+        for consumer in (_Fetched(1_500, 10, 9), _Fetched(1_500, 10, 10), _Fetched(1_950, 12, 12)):
+            await follower._release(consumer, partitions)  # type: ignore[arg-type]
+            seen += [early.is_set(), late.is_set()]
+        return seen
+
+    # behind the high-water mark: nobody; read up: only the batch that asked before that fetch
+    assert asyncio.run(run()) == [False, False, True, False, True, True]
+    assert follower._waiters == []
 
 
 def test_a_candidate_scores_in_shadow_on_the_shared_graph_and_takes_over_warm(supply_chain_model_dir: Path, tmp_path: Path) -> None:
