@@ -129,9 +129,9 @@ def _fast(raw: bytes, model: type[E], limits: Limits, now: datetime) -> Optional
     """The events of a message in which every event is valid, else None (the checked path then
     finds what is wrong). Only messages the checked path would accept as they are get through:
     strict validation, the same schema-version, count and timestamp checks."""
-    start = raw[:1]
     if b"Infinity" in raw or b"NaN" in raw:
         return None  # the checked path refuses these literals anywhere (pydantic's parser takes them)
+    start = raw[:1]
     try:
         if start == b"{":
             events = [model.model_validate_json(raw, strict=True)]

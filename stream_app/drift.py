@@ -101,8 +101,8 @@ class FeatureDrift:
         return found
 
     def _adwin(self, x: float) -> list[tuple[str, float, float, int, _Reference]]:
-        # Every value of every reading passes here: read the detector's width and sum only where
-        # needed (each is a call into River's extension).
+        # Every value of every reading passes here: the detector's width and sum are read once
+        # each (every read is a call into River's extension, and `estimation` makes two).
         adwin = self.adwin
         width, total = adwin.width, adwin.total + x
         adwin.update(x)

@@ -74,7 +74,7 @@ def _path_gradients(
     """For N sequences x, x0 (N, T, F) from states (L, N, H): gradients (A, N, T, F) of the
     probability at x0 + alpha (x - x0), and the probabilities (A, N). One forward and backward
     for all sequences and points (chunked, so that memory stays bounded): per-call overhead,
-    not arithmetic, is what a small LSTM costs, so an alert burst costs about what one alert does."""
+    not arithmetic, is most of what a small LSTM costs on a CPU."""
     n = x.shape[0]
     grads, probs = [], []
     for chunk in alphas.split(max(1, _PATH_ROWS // n)):
@@ -87,16 +87,9 @@ def _path_gradients(
     return torch.cat(grads), torch.cat(probs)
 
 
-def integrated_gradients(
-    model: MaintenanceLSTM,
-    inputs: np.ndarray,
-    baseline: np.ndarray,
-    state: State,
-    steps: int = IG_STEPS,
-    max_steps: int = IG_MAX_STEPS,
-) -> Attribution:
+def integrated_gradients(model: MaintenanceLSTM, inputs: np.ndarray, baseline: np.ndarray, state: State) -> Attribution:
     """inputs, baseline (T, F) from state (L, 1, H) -> attributions (T, F); see integrated_gradients_many."""
-    return integrated_gradients_many(model, inputs[None], baseline[None], state, steps, max_steps)[0]
+    return integrated_gradients_many(model, inputs[None], baseline[None], state)[0]
 
 
 def integrated_gradients_many(
@@ -243,7 +236,7 @@ def explain_model_alerts(
     model: MaintenanceLSTM, features: MaintenanceFeatures, horizon_hours: float, alerts: Sequence[ReplayedAlert]
 ) -> list[Explanation]:
     """The explanations of a batch's model alerts, in order: alerts that replay as many readings
-    share one integrated-gradients pass (a burst of alerts costs about what one does)."""
+    share one integrated-gradients pass and one counterfactual forward."""
     s = features.n_sensors
     by_length: dict[int, list[int]] = {}
     for k, alert in enumerate(alerts):
