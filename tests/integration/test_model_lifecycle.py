@@ -12,6 +12,7 @@ import pytest
 
 from stream_app.registry import ModelRegistry
 from stream_app.simulation.maintenance import FleetConfig, FleetSimulator
+from tests.conftest import wait_for
 from tests.faults.verifier import verify
 from tests.integration.kafka_clients import OutputReader, SteadyProducer
 from tests.model_store import register_copy
@@ -33,7 +34,10 @@ def test_shadow_promotion_and_rollback_under_load_lose_nothing(broker, start_wor
     registry = _two_versions(trained_model_dir, tmp_path / "store")
     events = FleetSimulator(FleetConfig(n_machines=40, seed=5)).live_readings(6000)
     worker = start_worker(registry.root, MODEL_POLL_S="0.5")
-    time.sleep(6)  # joined
+    # The timeline starts once the worker serves v1 (one starting slowly on a busy machine must
+    # not find the candidate already promoted when it first loads its model).
+    assert wait_for(lambda: "maintenance scorer ready" in worker.log(), 120), worker.log()[-3000:]
+    time.sleep(2)  # joined
     producer = SteadyProducer(broker.bootstrap, events, rate=400)
     producer.start()
     time.sleep(3)
