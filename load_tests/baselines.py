@@ -128,8 +128,8 @@ def scorer_alone(model_dir: Path, readings: Sequence[SensorReading], batch: int)
 
 def memory_case(model_dir: Path, machines: int, readings_per_machine: int, batch: int) -> CaseResult:
     """Scores `readings_per_machine` readings of each of `machines` simulated machines (streamed,
-    never all in memory) and reports the scorer's state per machine. The default of 2W - 1
-    readings fills the per-machine history to its longest, so event-id strings count in full."""
+    never all in memory) and reports the scorer's state per machine. The harness's default of 63
+    readings fills each machine's explanation ring and wraps it, so every id and checkpoint counts."""
     version = _current(model_dir)
     process = psutil.Process()
     rss_before = process.memory_info().rss
