@@ -104,10 +104,11 @@ class SharedScorer(Generic[S]):
         future.set_result(scorer)
         self._scorer, self.serving = future, scorer
         metrics.MODEL_INFO.labels(self.stream, self.model_name, scorer.model_version or "none").set(1)
-        # What is loaded by now (libraries, the app, the models: ~450k objects) lives as long as
-        # the worker. Out of the collector's sight, since each full pass over it stopped the
-        # worker for ~175 ms: the p99 latency. Garbage first (a replaced model's cycles), so
-        # that none is frozen; refcounting still frees what is dropped later.
+        # What is loaded by now (libraries, the app, the models: hundreds of thousands of
+        # objects) lives as long as the worker. Out of the collector's sight, since each full pass
+        # over it stopped the worker for over 100 ms (load_tests/hot_path.py times one). Garbage
+        # first (a replaced model's cycles), so that none is frozen; refcounting still frees what
+        # is dropped later.
         gc.collect()
         gc.freeze()
 

@@ -9,7 +9,7 @@ integral's quadrature error; that gap is checked, the grid refined while it is t
 steps to start, up to 512 for a saturated model), and logged if it stays large. A counterfactual
 re-runs the buffer with one sensor held at its training mean. A batch's alerts are explained
 together: one forward and backward pass for all of them (per call, not per number, is what a
-small LSTM costs on a CPU: 1.6 instead of 3.9 ms an alert in an alert burst).
+small LSTM costs on a CPU: load_tests/hot_path.py compares it with explaining one by one).
 
 Rule decisions: every limit checked, the ones that fired, and the limit a value had to stay on.
 """
