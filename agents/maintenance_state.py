@@ -8,8 +8,12 @@ the readings since.
   tagged with the offset it is valid at (the partition's next reading not yet applied); then,
   once those are acknowledged, a partition marker with that offset, carrying the partition's
   drift detectors as they stood at the same point. Compaction keeps the latest record per key.
+  The detectors are also written on their own, before any machine: a snapshot cut short (a
+  kill, a broker gone mid-write) can leave machines newer than the marker, and such a
+  machine's readings since the marker are not replayed; the detectors must already hold them.
 * Restore: the first batch from a partition this process does not hold reads that partition of
-  `maintenance-state`, loads the machines and the drift detectors, and replays
+  `maintenance-state`, loads the machines and the newest drift detectors (the marker's or the
+  stand-alone record's, whichever is valid at the later offset), and replays
   `sensor-readings` from the marker's offset up to the batch's first offset (scoring and
   feeding the detectors) without publishing (those outputs were acknowledged
   before the previous owner's offsets were committed). Readings a loaded state already
@@ -52,6 +56,7 @@ from stream_app.settings import Settings
 log = logging.getLogger(__name__)
 
 MARKER_KEY = b"\x00partition"  # not a machine id: ids are printable (schemas/sensor.py)
+DRIFT_KEY = b"\x00drift"  # the partition's drift detectors, written before a snapshot's machines
 STATE_MAGIC = b"MS1\x00"
 MARKER_MAGIC = b"MK1\x00"
 REPLAY_BATCH = 1000
@@ -223,12 +228,18 @@ class MachineStateKeeper:
             self.dirty[p] |= taken  # not taken: the next turn tries again
             raise
         info = {"offset": offset, "owner": owner, "model_version": scorer.model_version, "machines": len(records)}
-        self._writing = asyncio.ensure_future(self._write(producer, p, taken, records, encode_marker(info, drift)))
+        detectors = encode_marker({k: info[k] for k in ("offset", "owner", "model_version")}, drift) if drift else None
+        self._writing = asyncio.ensure_future(
+            self._write(producer, p, taken, records, encode_marker(info, drift), detectors))
         return len(records)
 
-    async def _write(self, producer: Any, p: int, taken: set[str], records: dict[str, bytes], marker: bytes) -> None:
-        """The records, then (once all are acknowledged) the marker that vouches for them."""
+    async def _write(self, producer: Any, p: int, taken: set[str], records: dict[str, bytes], marker: bytes,
+                     detectors: Optional[bytes] = None) -> None:
+        """The drift detectors, then the records, then (once all are acknowledged) the marker
+        that vouches for them. Detectors first: no machine record is ever newer than them."""
         try:
+            if detectors is not None:
+                await (await producer.send(self.topic, DRIFT_KEY, detectors, p, None, None))
             pending = [await producer.send(self.topic, m.encode(), rec, p, None, None) for m, rec in records.items()]
             for fut in pending:
                 await fut
@@ -268,11 +279,18 @@ class MachineStateKeeper:
     async def _restore(self, scorer: MaintenanceScorer, p: int, end: int) -> tuple[int, int]:
         records = await self._read_state(p)
         marker = records.pop(MARKER_KEY, None)
+        detectors = records.pop(DRIFT_KEY, None)
         start, version, drift, owner = 0, None, None, ""
         if marker is not None:
             info, drift = decode_marker(marker)
             start, version, owner = int(info["offset"]), info.get("model_version"), str(info.get("owner", ""))
         drift_at = start
+        if detectors is not None and version is not None:
+            # Written before a snapshot's machines: newer than the marker when that snapshot was
+            # cut short, and then the only detectors that hold the readings its machines skip.
+            d_info, d_blob = decode_marker(detectors)
+            if d_blob and d_info.get("model_version") == version and int(d_info["offset"]) > drift_at:
+                drift, drift_at = d_blob, int(d_info["offset"])
         states: dict[str, dict[str, np.ndarray]] = {}
         if version is not None and version == scorer.model_version:
             for key, blob in records.items():
@@ -290,6 +308,12 @@ class MachineStateKeeper:
             if start < drift_at:
                 log.warning("maintenance: partition %d has states of more than one owner; replaying from %d, not %d",
                             p, start, drift_at)
+            ahead = [m for m in states if self.applied_before[m] > drift_at]
+            if ahead and drift is not None:
+                # Only when two owners overlapped and the older one wrote last: the detectors
+                # miss these machines' readings between their offsets and theirs.
+                log.warning("maintenance: partition %d: %d machine states are newer than its drift detectors (%d); "
+                            "drift statistics of this partition are approximate", p, len(ahead), drift_at)
         elif marker is not None:
             log.warning("maintenance: partition %d states are of model %s, this worker serves %s: replaying "
                         "from the beginning", p, version, scorer.model_version)
