@@ -18,6 +18,21 @@ from stream_app.broker import EmbeddedBroker
 from stream_app.registry import ModelRegistry
 
 
+@pytest.fixture(scope="session", autouse=True)
+def deterministic_torch() -> Iterator[None]:
+    """Models trained inside tests come out the same on every run of a machine: deterministic
+    kernels where torch has them, and one thread (the reduction order of several threads
+    depends on the core count). Trainings seed themselves (their configs' `seed`)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(False)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -279,6 +279,9 @@ def test_late_readings_are_scored_but_leave_the_state_alone(registry):
     np.testing.assert_allclose(pa, [o.prediction.failure_probability for o in b], atol=1e-7)
 
 
+FLOAT16_STEPS = 4  # relative float16 steps the replayed state may be off by
+
+
 @pytest.mark.parametrize("window", [1, 16, 24])
 def test_history_checkpoint_replays_to_the_live_state(registry, window):
     """After any number of steps the history holds the last min(steps, window) readings
@@ -302,10 +305,15 @@ def test_history_checkpoint_replays_to_the_live_state(registry, window):
         with torch.no_grad():
             _, _, before = model(x[:, : n - kept]) if n > kept else (None, None, model.init_state(1))
             _, _, after = model(torch.from_numpy(inputs[None]), start)
+        # float16 keeps 11 significant bits: each value stored is off by up to 2**-12 of itself
+        # (0.004 at a cell state of 16), and the checkpoint is stored again after each reading
+        # the ring drops. So the bound is relative, a few storage steps, plus a small absolute
+        # part for values near zero; the model itself differs a little from one CPU to another.
         for got, want in zip(start, before):
-            assert got.dtype == torch.float32 and (got - want).abs().max() < 1e-2
+            assert got.dtype == torch.float32
+            torch.testing.assert_close(got, want, rtol=FLOAT16_STEPS * 2**-11, atol=5e-3)
         for got, live in zip(after, (state.h, state.c)):
-            assert (got[:, 0] - live[:, 0]).abs().max() < 1e-2
+            torch.testing.assert_close(got[:, 0], live[:, 0], rtol=FLOAT16_STEPS * 2**-11, atol=5e-3)
 
 
 def test_state_grows_by_doubling_and_is_measured(registry):
