@@ -11,6 +11,7 @@ from agents.drift import DriftSnapshots
 from stream_app import metrics
 from stream_app.faust_transport import StreamApp
 from stream_app.health import Health
+from stream_app.kafka_security import client_config
 from stream_app.registry import ModelRegistry
 from stream_app.settings import Settings
 
@@ -22,6 +23,13 @@ def new_faust_app(settings: Settings) -> faust.App:
         settings.app_id,
         fetch_max_wait_ms=settings.broker_fetch_max_wait_ms,
         broker=f"kafka://{settings.bootstrap_servers}",
+        # The same TLS/SASL as every other client (stream_app/kafka_security.py).
+        broker_credentials=client_config(settings).faust_credentials(),
+        # The worker creates the topics, to the plan, before Faust starts (stream_app/topics.py);
+        # Faust would create its own with a replication factor of its own. The product elects
+        # no leader, and Faust's leader topic would be one more such topic.
+        topic_allow_declare=False,
+        topic_disable_leader=True,
         # Agents decode raw bytes themselves: faust's decoding errors kill or skip records.
         key_serializer="raw",
         value_serializer="raw",

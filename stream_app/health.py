@@ -13,6 +13,7 @@ only reads it.
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Optional
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+from stream_app.setup_error import SetupError
 
 
 @dataclass
@@ -65,8 +68,9 @@ class Health:
         return None
 
 
-def serve(port: int, health: Health) -> Optional[ThreadingHTTPServer]:
-    """Serve /metrics, /healthz and /readyz on `port` in a daemon thread (0: not at all)."""
+def serve(port: int, health: Health, host: str = "0.0.0.0") -> Optional[ThreadingHTTPServer]:
+    """Serve /metrics, /healthz and /readyz on `host`:`port` (METRICS_BIND_ADDRESS, METRICS_PORT)
+    in a daemon thread (port 0: not at all)."""
     if not port:
         return None
 
@@ -94,6 +98,15 @@ def serve(port: int, health: Health) -> Optional[ThreadingHTTPServer]:
         def log_message(self, *_: object) -> None:  # scrapes every few seconds: not news
             pass
 
-    server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
+    server_class = _IPv6Server if ":" in host else ThreadingHTTPServer
+    try:
+        server = server_class((host, port), Handler)
+    except OSError as exc:  # a wrong address or a taken port: one line, not a traceback
+        raise SetupError(f"cannot serve metrics on {host}:{port} (METRICS_BIND_ADDRESS, METRICS_PORT): "
+                         f"{exc.strerror or exc}") from None
     threading.Thread(target=server.serve_forever, name="health-http", daemon=True).start()
     return server
+
+
+class _IPv6Server(ThreadingHTTPServer):
+    address_family = socket.AF_INET6

@@ -11,9 +11,10 @@ import time
 from typing import Any, AsyncIterator, Iterable, Optional
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
+from stream_app.kafka_security import aiokafka_options, client_config, process_config
 from stream_app.settings import Settings
 
 
@@ -25,7 +26,7 @@ def side_consumer(settings: Settings, *topics: str, **kwargs: Any) -> AIOKafkaCo
     records), with the product's fetch wait: the embedded broker holds every fetch for the full
     wait, and aiokafka's default (500 ms) made each empty poll of the supply-chain graph
     follower, which every scoring batch waits for, cost half a second."""
-    return AIOKafkaConsumer(*topics, bootstrap_servers=settings.bootstrap_servers, group_id=None,
+    return AIOKafkaConsumer(*topics, **client_config(settings).aiokafka(), group_id=None,
                             enable_auto_commit=False, fetch_max_wait_ms=settings.broker_fetch_max_wait_ms, **kwargs)
 
 
@@ -60,38 +61,44 @@ async def read_partition_latest(settings: Settings, topic: str, partition: int, 
     return latest
 
 
-async def _probe(bootstrap: str, timeout: float) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
-    await asyncio.wait_for(admin.start(), timeout)
-    try:
-        await asyncio.wait_for(admin.list_topics(), timeout)
-    finally:
-        await admin.close()
-
-
 def probe_metadata(bootstrap: str, timeout: float = 2.0) -> None:
-    """Raise unless the broker answers a metadata request within `timeout` seconds."""
-    asyncio.run(_probe(bootstrap, timeout))
+    """Raise unless the broker answers a metadata request within `timeout` seconds, logged in
+    with the configured security; a broker that refuses the client raises KafkaAccessError."""
+    from stream_app.kafka_preflight import probe
+
+    asyncio.run(probe(process_config(bootstrap), timeout))
 
 
 async def ensure_topics(
     bootstrap: str, names: Iterable[str], partitions: int, compacted: Iterable[str] = ()
 ) -> list[str]:
     """Create the topics that do not exist yet (`compacted` ones with cleanup.policy=compact:
-    only the latest record per key matters); return the ones created."""
+    only the latest record per key matters); return the ones created. The replication factor
+    and the product's retention come from the settings (stream_app/topics.py): on a configured
+    cluster of several brokers without TOPIC_REPLICATION_FACTOR a missing topic is refused."""
+    from stream_app.settings import get_settings
+    from stream_app.topics import TopicsError, TopicSpec, new_topic, plan, replication_factor
+
+    settings = get_settings()
     compact = set(compacted)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**aiokafka_options(bootstrap))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         wanted = [n for n in dict.fromkeys(names) if n not in existing]
         if wanted:
-            try:
-                await admin.create_topics(
-                    [NewTopic(name=n, num_partitions=partitions, replication_factor=1,
-                              topic_configs={"cleanup.policy": "compact"} if n in compact else {})
+            brokers = len((await admin.describe_cluster())["brokers"])
+            planned = {spec.name: spec for spec in plan(settings, brokers)}
+            specs = [TopicSpec(n, partitions,
+                               planned[n].replication_factor if n in planned else replication_factor(settings, brokers),
+                               compact=n in compact, retention_hours=planned[n].retention_hours if n in planned else None)
                      for n in wanted]
-                )
+            unset = [spec.name for spec in specs if spec.replication_factor is None]
+            if unset:
+                raise TopicsError(f"topics missing on {bootstrap}: {', '.join(unset)}; set TOPIC_REPLICATION_FACTOR "
+                                  "and run `stream-app topics create` (or create them yourself)")
+            try:
+                await admin.create_topics([new_topic(spec) for spec in specs])
             except TopicAlreadyExistsError:
                 pass  # another process created it meanwhile
         return wanted
@@ -105,7 +112,7 @@ def encode_json(value: Any) -> bytes:
 
 def json_producer(bootstrap: str, **kwargs: Any) -> AIOKafkaProducer:
     # acks=all: a producer of this product never treats an unacknowledged send as delivered.
-    return AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, **kwargs)
+    return AIOKafkaProducer(**aiokafka_options(bootstrap), acks="all", linger_ms=5, **kwargs)
 
 
 async def consume_json(
@@ -120,12 +127,18 @@ async def consume_json(
     no message. Values that are not JSON are yielded as raw bytes."""
     consumer = AIOKafkaConsumer(
         *topics,
-        bootstrap_servers=bootstrap,
+        **aiokafka_options(bootstrap),
         group_id=group_id,
         auto_offset_reset="earliest" if from_beginning else "latest",
         enable_auto_commit=group_id is not None,
     )
-    await consumer.start()
+    try:
+        await consumer.start()
+    except KafkaConnectionError:
+        from stream_app.kafka_preflight import probe
+
+        await probe(process_config(bootstrap))  # a refused certificate or login: one line naming it
+        raise
     try:
         while True:
             batches = await consumer.getmany(timeout_ms=int((idle_timeout or 1.0) * 1000), max_records=1000)

@@ -6,8 +6,9 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Optional
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EMBEDDED_BOOTSTRAP = "127.0.0.1:9092"
@@ -40,6 +41,11 @@ class Topics(BaseModel):
 
 
 class MaintenanceSettings(BaseModel):
+    # The operating point: a model version alerts at the threshold its validation curve gives
+    # for this many false alerts per machine-day (and, if set, this alert precision); see
+    # stream_app/scoring/operating_point.py. Versions trained before it use alert_probability.
+    false_alert_budget: float = Field(0.1, gt=0.0)
+    min_precision: Optional[float] = Field(None, ge=0.0, le=1.0)
     # An alert needs both: the model must think failure is likely and be sure of it.
     alert_probability: float = Field(0.5, ge=0.0, le=1.0)
     min_confidence: float = Field(0.85, ge=0.0, le=1.0)
@@ -150,6 +156,16 @@ class SupplyChainSettings(BaseModel):
     batch_within_s: float = Field(0.01, gt=0.0)
 
 
+class TopicSetting(BaseModel):
+    """One topic's layout where it differs from the defaults (TOPIC_PARTITIONS,
+    TOPIC_REPLICATION_FACTOR, the broker's retention): stream_app/topics.py."""
+
+    partitions: Optional[int] = Field(None, ge=1)
+    replication_factor: Optional[int] = Field(None, ge=1)
+    # -1: keep forever.
+    retention_hours: Optional[float] = Field(None, ge=-1)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_file=os.environ.get("STREAM_APP_SETTINGS_FILE"),
@@ -159,8 +175,25 @@ class Settings(BaseSettings):
 
     # Empty means: use (and if needed start) the embedded broker on EMBEDDED_BOOTSTRAP.
     kafka_bootstrap_servers: str = ""
+    # How clients reach and log in to that cluster (README "Secured Kafka"). Checked, and turned
+    # into client options, in stream_app/kafka_security.py, so a mistake is one line naming it.
+    kafka_security_protocol: str = "PLAINTEXT"  # PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL
+    kafka_ssl_cafile: Optional[Path] = None  # PEM CA certificates; none: the system's trusted CAs
+    kafka_ssl_certfile: Optional[Path] = None  # client certificate (mutual TLS), PEM
+    kafka_ssl_keyfile: Optional[Path] = None  # its unencrypted private key, PEM
+    kafka_ssl_check_hostname: bool = True
+    kafka_sasl_mechanism: str = "PLAIN"  # PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: SecretStr = SecretStr("")
+    kafka_sasl_password_file: Optional[Path] = None  # a mounted secret; one trailing newline is dropped
     app_id: str = "stream-app"
     topic_partitions: int = Field(4, ge=1)
+    # Copies of each topic the product creates (stream_app/topics.py). Unset on a configured
+    # cluster: workers create no topic, `stream-app topics create` refuses, so nothing is ever
+    # created with one copy by accident. The embedded broker always gets 1.
+    topic_replication_factor: Optional[int] = Field(None, ge=1)
+    # Per topic, by its key in `topics` (TOPIC_CONFIG__SALES_EVENTS__RETENTION_HOURS=3000).
+    topic_config: dict[str, TopicSetting] = Field(default_factory=dict)
     # Where trained model versions live (see stream_app.registry).
     model_dir: Path = Path("model_store")
     # Workers check the registry's CURRENT/CANDIDATE pointers this often: a promoted or
@@ -179,6 +212,9 @@ class Settings(BaseSettings):
     broker_fetch_max_wait_ms: int = Field(20, ge=1, le=10_000)
     # Prometheus /metrics of a worker; 0 disables (e.g. several workers on one host in tests).
     metrics_port: int = Field(9102, ge=0, le=65535)
+    # Address /metrics, /healthz and /readyz listen on: all interfaces by default (a scraper in
+    # another container or pod); 127.0.0.1 keeps them on the host, "::" serves IPv6 too.
+    metrics_bind_address: str = "0.0.0.0"
     # Bad-input limits.
     max_message_bytes: int = Field(1_000_000, ge=1024)
     max_events_per_message: int = Field(10_000, ge=1)

@@ -20,6 +20,7 @@ from typing import Generic, Sequence, TypeVar
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from stream_app.intake import RawMessage, decode_batch
+from stream_app.kafka_security import aiokafka_options
 from schemas.common import InputEvent
 from stream_app.decoding import Limits
 
@@ -53,7 +54,7 @@ async def read_topics(bootstrap: str, topics: Sequence[str]) -> dict[str, list[R
     """Every message of `topics` (all partitions) from the beginning to the end as of now,
     with a consumer outside any group (no offsets committed, no rebalance)."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
+        **aiokafka_options(bootstrap), group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
         max_partition_fetch_bytes=4 * 1024 * 1024,
     )
     try:

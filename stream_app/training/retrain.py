@@ -34,6 +34,7 @@ from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from stream_app.intake import limits_from_settings
+from stream_app.kafka_security import aiokafka_options
 from schemas import DriftEvent
 from schemas.common import InputEvent
 from stream_app.registry import ModelRegistry
@@ -201,7 +202,7 @@ class DriftFeed:
 
     def __init__(self, bootstrap: str, topic: str) -> None:
         self.topic = topic
-        self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+        self.consumer = AIOKafkaConsumer(**aiokafka_options(bootstrap), group_id=None, enable_auto_commit=False,
                                          auto_offset_reset="earliest")
         self.assigned = False
 
