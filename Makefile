@@ -6,13 +6,26 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-unit test-integration test-faults install schemas clean
+.PHONY: demo test test-unit test-integration test-faults install schemas clean lock
 
-$(STAMP): pyproject.toml
+# demo and tests both need the embedded broker (the production image leaves it out). Every
+# install takes the versions in constraints.txt, so a fresh machine gets the set the tests last
+# passed with; `make lock` resolves them anew (README "Dependencies").
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,embedded]'
 	touch $(STAMP)
+
+LOCK_VENV := .lock-venv
+lock:
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/pip install --quiet --upgrade pip
+	$(LOCK_VENV)/bin/pip install --quiet -e '.[test,embedded,load]'
+	{ echo "# Versions every install uses (make lock writes this file; see README \"Dependencies\")."; \
+	  $(LOCK_VENV)/bin/pip freeze --exclude-editable | sed 's/+cpu$$//'; } > constraints.txt
+	rm -rf $(LOCK_VENV)
 
 install: $(STAMP)
 
@@ -35,4 +48,4 @@ schemas: $(STAMP)
 	$(BIN)/python -m schemas.export
 
 clean:
-	rm -rf $(VENV) var model_store .pytest_cache
+	rm -rf $(VENV) $(LOCK_VENV) var model_store .pytest_cache
