@@ -470,13 +470,14 @@ def demand_events(
 ) -> Iterator[tuple[str, SimEvent]]:
     """Live (topic, event) pairs for `produce()` (stream_app.simulation.producer): the calendar on
     `demand-calendar` (kind "outcome": sent at once), orders on `sales-events` (kind "reading":
-    paced), keyed sku/market. Simulated time starts at `start` (default: a year ago, so event
-    timestamps stay in the past at any demo rate); with the default 12 SKUs (~80 series, some
-    launching later) a simulated day is ~100 orders (50-270), so at 100 events/s a day closes
-    about every second, and the model takes over a series after its first 14 days."""
-    from stream_app.simulation.producer import DEFAULT_LOOKBACK
+    paced), keyed sku/market. Simulated time starts at `start` (default: the stream's lookback
+    before now, streams.py); with the default 12 SKUs (~80 series, some launching later) a
+    simulated day is ~175 orders (50-400), so at the demo's 30 events/s a day closes about every
+    six seconds, and the model takes over a series after its first 14 days."""
+    if start is None:
+        from stream_app.simulation.streams import DEMAND_LOOKBACK
 
-    start = start or datetime.now(timezone.utc) - DEFAULT_LOOKBACK
+        start = datetime.now(timezone.utc) - DEMAND_LOOKBACK
     sim = DemandSimulator(DemandConfig(n_skus=n_skus, seed=seed, start=start.date(), launch_horizon_days=365, **config))
     topics = settings.topics
     for event in sim.live():

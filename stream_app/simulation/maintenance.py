@@ -92,6 +92,10 @@ class FleetConfig:
     life_hours: tuple[float, float] = (80.0, 400.0)
     repair_hours: tuple[float, float] = (2.0, 24.0)
     near_failure_fraction: float = 0.1  # share of machines that live() starts in their last 12 h
+    # live(): every machine starts at a random age before its fault begins to develop (none
+    # near failure), so a scorer watching from the start sees each fault from its onset and
+    # the first failure comes a whole degradation period (24 h or more) after the start.
+    healthy_start: bool = False
 
     def __post_init__(self) -> None:
         if self.n_machines < 1:
@@ -147,7 +151,8 @@ class FleetSimulator:
         return SimulatedHistory(readings, outcomes)
 
     def live(self, start: Optional[datetime] = None) -> Iterator[SimEvent]:
-        """Endless, time-ordered; machines begin at random ages, some in their last 12 hours."""
+        """Endless, time-ordered; machines begin at random ages, some in their last 12 hours
+        (with `healthy_start`: before their fault develops)."""
         fleet = _Fleet(self.config, start or self.config.start, stream=2, max_lives=None)
         while True:
             yield from fleet.step()
@@ -248,7 +253,11 @@ class _Fleet:
         drift[np.flatnonzero(drifting), rng.choice(_DRIFTING, m)[drifting]] = rate[drifting]
         self.drift[idx] = drift
         age = np.zeros(m, dtype=np.int64)
-        if random_age:
+        if random_age and self.cfg.healthy_start:
+            # Staggered over the healthy part of each life: ages 0 .. the last reading before onset.
+            healthy = np.maximum(1, np.floor(self.onset_h[idx] / dt).astype(np.int64))
+            age = np.minimum(rng.integers(0, healthy), steps - 1)
+        elif random_age:
             age = rng.integers(0, steps)
             near = rng.random(m) < self.cfg.near_failure_fraction
             near[rng.integers(0, m)] = self.cfg.near_failure_fraction > 0  # at least one fails soon

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Callable, Iterator, Optional
 
 from stream_app.kafka_io import encode_json, json_producer
 from stream_app.settings import Settings
+from stream_app.simulation.clock import SendSchedule, event_time, is_paced
 from stream_app.simulation.maintenance import FleetConfig, FleetSimulator, SimEvent
-
-# Simulated time runs faster than wall time (one reading per machine per simulated 30 min);
-# starting a year back keeps event timestamps in the past for over an hour at demo rates, so
-# they pass the future-timestamp check that guards real producers.
-DEFAULT_LOOKBACK = timedelta(days=365)
 
 
 @dataclass
@@ -27,13 +24,42 @@ class ProduceStats:
         self.sent[topic] = self.sent.get(topic, 0) + 1
 
 
-def maintenance_events(settings: Settings, n_machines: int, seed: int, start: Optional[datetime] = None) -> Iterator[tuple[str, SimEvent]]:
-    start = start or datetime.now(timezone.utc) - DEFAULT_LOOKBACK
-    sim = FleetSimulator(FleetConfig(n_machines=n_machines, seed=seed, start=start))
+# A failure goes out this long (simulated) after it happened, as a maintenance system reports
+# it: readings and outcomes travel on separate topics, and a failure the worker reads before the
+# machine's last readings starts the machine's new life under them (they would be scored cold).
+# Two hours is within the shortest repair: the report still comes before the machine runs again.
+REPORT_DELAY_S = 2 * 3600.0
+
+
+def maintenance_events(
+    settings: Settings, n_machines: int, seed: int, start: Optional[datetime] = None, *, healthy_start: bool = False
+) -> Iterator[tuple[str, SimEvent]]:
+    """Live (topic, event) pairs; simulated time starts at `start` (default: the stream's
+    lookback before now, streams.py). `healthy_start`: every machine begins before its fault
+    develops (FleetConfig.healthy_start), as the demo wants. Failures are sent REPORT_DELAY_S
+    after they happened (their `ts` stays the time of the failure)."""
+    if start is None:
+        from stream_app.simulation.streams import MAINTENANCE_LOOKBACK
+
+        start = datetime.now(timezone.utc) - MAINTENANCE_LOOKBACK
+    sim = FleetSimulator(FleetConfig(n_machines=n_machines, seed=seed, start=start, healthy_start=healthy_start))
     topics = settings.topics
-    for event in sim.live(start):
+    for event in report_later(sim.live(start), REPORT_DELAY_S):
         topic = topics.sensor_readings if event.kind == "reading" else topics.maintenance_outcomes
         yield topic, event
+
+
+def report_later(events: Iterator[SimEvent], delay_s: float) -> Iterator[SimEvent]:
+    """Outcomes held back until the stream's clock is `delay_s` past them; everything else as is."""
+    held: deque[tuple[float, SimEvent]] = deque()
+    for event in events:
+        if event.kind == "outcome":
+            held.append((event_time(event) + delay_s, event))
+            continue
+        now = event_time(event)
+        while held and held[0][0] <= now:
+            yield held.popleft()[1]
+        yield event
 
 
 @dataclass(frozen=True)
@@ -67,14 +93,6 @@ def inject_drift(events: Iterator[tuple[str, SimEvent]], drift: DriftInjection) 
         yield topic, event
 
 
-# Ground truth and calendars go out as they come; the rate applies to the event stream itself.
-UNPACED_KINDS = frozenset({"outcome", "verdict"})
-
-
-def is_paced(event: SimEvent) -> bool:
-    return event.kind not in UNPACED_KINDS
-
-
 async def produce(
     settings: Settings,
     events: Iterator[tuple[str, SimEvent]],
@@ -83,33 +101,40 @@ async def produce(
     duration: Optional[float] = None,
     count: Optional[int] = None,
     on_event: Optional[Callable[[str, SimEvent], None]] = None,
+    on_caught_up: Optional[Callable[[float], None]] = None,
 ) -> ProduceStats:
     """Send events at `rate` per second until `duration` seconds or `count` events (ground
-    truth and calendar entries ride along unpaced and uncounted)."""
+    truth and calendar entries ride along unpaced and uncounted), never an event before its
+    own timestamp (clock.py). `on_caught_up(ts)` is called once, when the stream's simulated
+    time reaches the present and starts following the wall clock."""
     stats = ProduceStats()
     producer = json_producer(settings.bootstrap_servers)
     await producer.start()
-    started = time.monotonic()
+    started = time.time()
+    schedule = SendSchedule(rate, started)
     sent = 0
     try:
         for topic, event in events:
             if count is not None and sent >= count:
                 break
-            elapsed = time.monotonic() - started
-            if duration is not None and elapsed >= duration:
+            at = schedule.next(event)
+            if duration is not None and max(at, time.time()) - started >= duration:
                 break
-            # Pace against the schedule, not per message: sleeps of 1 ms and more only.
-            ahead = sent / rate - elapsed
-            if ahead > 0.001:
-                await asyncio.sleep(ahead)
+            # Sleep until the schedule says, not per message: sleeps of 1 ms and more only.
+            wait = at - time.time()
+            if wait > 0.001:
+                await asyncio.sleep(wait)
             await producer.send(topic, encode_json(event.value), key=event.key.encode())
             stats.add(topic)
             if on_event is not None:
                 on_event(topic, event)
+            if on_caught_up is not None and schedule.caught_up_at is not None:
+                on_caught_up(schedule.caught_up_at)
+                on_caught_up = None
             if is_paced(event):
                 sent += 1
         await producer.flush()
     finally:
         await producer.stop()
-        stats.seconds = time.monotonic() - started
+        stats.seconds = time.time() - started
     return stats

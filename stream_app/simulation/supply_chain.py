@@ -828,9 +828,10 @@ def supply_chain_events(
     transactions to the transactions topic and verdicts to the verdicts topic. The network is
     the default one (network_seed 0), the one `simulated_history()` trains on; `seed` draws the
     flows and attacks."""
-    from stream_app.simulation.producer import DEFAULT_LOOKBACK
+    if start is None:
+        from stream_app.simulation.streams import SUPPLY_CHAIN_LOOKBACK
 
-    start = start or datetime.now(timezone.utc) - DEFAULT_LOOKBACK
+        start = datetime.now(timezone.utc) - SUPPLY_CHAIN_LOOKBACK
     # The simulator's days run from midnight (orders, shifts and deliveries at their hours),
     # as in the history the models learn from; a start at 11:35 shifted every event by as much,
     # and the models rightly flagged 30-55 % of the live stream (deliveries at odd hours).
