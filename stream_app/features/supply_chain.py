@@ -6,8 +6,12 @@ Groups (FEATURES lists them in order; all are numbers near [-12, 12], most in [0
   amounts   robust z of log quantity and log unit price, against the route (source, target,
             product: its last 12 shipments, when at least 5 are earlier) or, failing that, the
             product's median and MAD for that flow (manufacturer -> distributor, ...) from
-            training; `stats_level` says which (1 route, 0.5 product, 0 none: a product never
-            seen, a signal of its own in `product_familiarity`)
+            training, shifted by how this edge's shipments of any product usually sit against
+            their products' medians (a small customer orders little of everything; its last 24,
+            when at least 5 are earlier; a route with 2-4 earlier shipments is centred on their
+            median, with the edge's spread widened for so few), or the product's alone; `stats_level` says which (1
+            route, 0.75 edge, 0.5 product, 0 none: a product never seen, a signal of its own in
+            `product_familiarity`)
   timing    hour and weekday (cyclic), weekend, night; how often this edge shipped within an
             hour of this time of day, and on this weekday (log share; typical values while the
             edge has fewer than 5 earlier shipments); how often training shipments of this type
@@ -78,7 +82,9 @@ _LOG_AGE = math.log1p(AGE_CAP_H)
 _LOG_DWELL_H = math.log1p(24 * 60.0)
 _DAY = 86400.0
 ROUTE_WINDOW = 12  # recent shipments per route kept for its robust statistics
-ROUTE_MIN = 5  # earlier shipments a route needs before its own statistics are used
+ROUTE_MIN = 5  # earlier shipments a route (or edge) needs before its own statistics are used
+EDGE_WINDOW = 24  # recent shipments per edge kept for its offsets against the product baselines
+ROUTE_YOUNG = 2  # earlier shipments from which a young route's own median is the center
 PRODUCT_WINDOW = 48  # live statistics of products training never saw
 
 
@@ -112,6 +118,8 @@ class RobustStats:
     qty_floor: float = 0.35
     routes: dict[tuple[str, str, str], list[tuple[float, float, float]]] = field(default_factory=dict)
     products: dict[str, list[tuple[float, float, float]]] = field(default_factory=dict)
+    # (source, target) -> recent (t, log price - product median, log quantity - product median)
+    edges: dict[tuple[str, str], list[tuple[float, float, float]]] = field(default_factory=dict)
     _known: frozenset[str] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -137,6 +145,10 @@ class RobustStats:
         _keep_latest(buf, row, ROUTE_WINDOW)
         if not self._has_baseline(tx.product_id):
             _keep_latest(self.products.setdefault(tx.product_id, []), row, PRODUCT_WINDOW)
+        base = self.baseline.get((tx.product_id, tx.source_type, tx.target_type))
+        if base is not None:
+            residual = (row[0], row[1] - base[0], row[2] - base[2])
+            _keep_latest(self.edges.setdefault((tx.source_id, tx.target_id), []), residual, EDGE_WINDOW)
 
     def _has_baseline(self, product: str) -> bool:
         return product in self._known
@@ -159,6 +171,18 @@ class RobustStats:
             level = 0.5
         zp, zq = zp_prod, zq_prod
         rows = [r for r in self.routes.get((tx.source_id, tx.target_id, tx.product_id), ()) if r[0] < t]
+        edge = self._edge_offsets(tx, t) if len(rows) < ROUTE_MIN and base is not None else None
+        if edge is not None and base is not None:
+            (op, sp), (oq, sq) = edge
+            center_p, center_q, inflate = base[0] + op, base[2] + oq, 1.0
+            if len(rows) >= ROUTE_YOUNG:
+                # a young route's own median, its spread that of the edge's orders, widened for
+                # the few shipments it rests on (predictive scale of a median of n)
+                center_p, center_q = _median_mad([r[1] for r in rows])[0], _median_mad([r[2] for r in rows])[0]
+                inflate = math.sqrt(1.0 + 1.57 / len(rows))
+            zp = _clip((lp - center_p) / (max(1.4826 * sp, self.price_floor) * inflate))
+            zq = max(_clip((lq - center_q) / (self._qty_scale(1.4826 * sq, center_q) * inflate)), _QTY_LOW_CLIP)
+            level = 0.75
         if len(rows) >= ROUTE_MIN:
             mp, sp = _median_mad([r[1] for r in rows])
             mq, sq = _median_mad([r[2] for r in rows])
@@ -166,6 +190,13 @@ class RobustStats:
             zq = max(_clip((lq - mq) / self._qty_scale(1.4826 * sq, mq)), _QTY_LOW_CLIP)
             level = 1.0
         return zq, zp, zq_prod, zp_prod, level
+
+    def _edge_offsets(self, tx: SupplyChainTransaction, t: float) -> Optional[tuple[tuple[float, float], tuple[float, float]]]:
+        """((price offset, MAD), (quantity offset, MAD)) of the edge against product medians."""
+        rows = [r for r in self.edges.get((tx.source_id, tx.target_id), ()) if r[0] < t]
+        if len(rows) < ROUTE_MIN:
+            return None
+        return _median_mad([r[1] for r in rows]), _median_mad([r[2] for r in rows])
 
     def _qty_scale(self, sigma: float, median_log_qty: float) -> float:
         """Quantities are counts: at least half Poisson noise (sd of log n ~ 1/sqrt(n)), so a route
@@ -180,7 +211,9 @@ class RobustStats:
             return math.exp(_median_mad([r[2] for r in rows])[0]), math.exp(_median_mad([r[1] for r in rows])[0])
         base = self.baseline.get((tx.product_id, tx.source_type, tx.target_type))
         if base is not None:
-            return math.exp(base[2]), math.exp(base[0])
+            edge = self._edge_offsets(tx, t)
+            (op, _), (oq, _) = edge if edge is not None else ((0.0, 0.0), (0.0, 0.0))
+            return math.exp(base[2] + oq), math.exp(base[0] + op)
         return None, None
 
     def to_state(self) -> dict[str, Any]:
@@ -190,6 +223,7 @@ class RobustStats:
             "qty_floor": self.qty_floor,
             "routes": [[*k, [list(r) for r in rows]] for k, rows in self.routes.items()],
             "products": [[p, [list(r) for r in rows]] for p, rows in self.products.items()],
+            "edges": [[s, d, [list(r) for r in rows]] for (s, d), rows in self.edges.items()],
         }
 
     @classmethod
@@ -201,13 +235,14 @@ class RobustStats:
         )
         stats.routes = {(s, d, p): [tuple(r) for r in rows] for s, d, p, rows in state["routes"]}  # type: ignore[misc]
         stats.products = {p: [tuple(r) for r in rows] for p, rows in state["products"]}  # type: ignore[misc]
+        stats.edges = {(s, d): [tuple(r) for r in rows] for s, d, rows in state.get("edges", [])}  # type: ignore[misc]
         if time_shift:
             stats.shift(time_shift)
         return stats
 
     def shift(self, delta: float) -> None:
         """Move the buffers' times (a snapshot re-anchored in time, see graph/state.py)."""
-        for table in (self.routes, self.products):
+        for table in (self.routes, self.products, self.edges):
             for key, rows in table.items():
                 table[key] = [(t + delta, a, b) for t, a, b in rows]  # type: ignore[index]
 
@@ -234,6 +269,9 @@ class FeatureConfig:
     # lot_dwell and lot_movements while lot evidence is not trustworthy: typical values
     neutral_dwell: float = 0.75
     neutral_movements: float = 1.0
+    # a node shipping a lot sooner than this after it was sent to it is too fast (graph/custody.py);
+    # learned from the normal history's turnarounds at training, 0: never
+    min_turnaround_h: float = 0.0
 
     @classmethod
     def fit(
@@ -263,7 +301,7 @@ class FeatureConfig:
         return {"features": list(FEATURES), "type_pairs": self.type_pairs, "type_hours": self.type_hours,
                 "controlled": sorted(self.controlled),
                 "provenance_days": self.provenance_days, "neutral_dwell": self.neutral_dwell,
-                "neutral_movements": self.neutral_movements}
+                "neutral_movements": self.neutral_movements, "min_turnaround_h": self.min_turnaround_h}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "FeatureConfig":
@@ -271,7 +309,7 @@ class FeatureConfig:
             raise ValueError("the model was trained on another feature list; retrain it")
         return cls(dict(d["type_pairs"]), {k: list(v) for k, v in d["type_hours"].items()}, frozenset(d["controlled"]),
                    float(d["provenance_days"]),
-                   float(d["neutral_dwell"]), float(d["neutral_movements"]))
+                   float(d["neutral_dwell"]), float(d["neutral_movements"]), float(d.get("min_turnaround_h", 0.0)))
 
     def is_controlled(self, tx: SupplyChainTransaction) -> bool:
         return tx.product_id in self.controlled or tx.features.get("controlled", 0.0) >= 1.0

@@ -9,19 +9,28 @@ not depend on the order they were built in:
   * `ts`: the K earliest event times (sorted) per node, edge, carrier, product, route and lot.
     The number of earlier transactions is bisect(ts, t), exact below K and "K or more" above;
     the first sighting is ts[0]. A transaction never counts itself (strictly earlier only).
-  * lots: the origin (the earliest shipment's source) and, per node, the earliest receipt.
+  * lots: the origin (the earliest shipment's source) and, per node, the earliest receipt, plus
+    the custody ledger: every receipt (time, quantity, sender, shipment) and shipment (time,
+    quantity, shipment) of the lot per node, so "received before t" and "shipped before t" are sums over times
+    (graph/custody.py asks them).
   * counts, volumes and the hour-of-day / weekday histograms of edges are plain sums; the
     histograms are read without the transaction itself (but with any later ones already applied).
 Only the recent-values buffers of the robust statistics (features/supply_chain.py) depend on
 order, and they are filtered by time when read.
 
 Snapshots. `to_state()` / `from_state()` turn the graph into plain containers (torch.save'd in
-the model registry as the starting point of every worker). A loaded snapshot is re-anchored in
-time at the first transaction that is not already part of it: its newest event moves to just
-before that transaction, so a worker that starts on a stream later than the training history
-(the demo, or a gap) treats the history as the recent past. Transactions already in the snapshot
-(by event id, the last `snapshot_ids` of them) are skipped, so replaying a topic that overlaps
-the training history does not count them twice.
+the model registry as the starting point of every worker), the custody ledger included. At the
+first transaction that is not already part of a loaded snapshot the graph decides whether the
+stream continues the history: it does when that transaction comes no later than the history's
+longest quiet spell (`quiet_s`, measured at training: nights, weekends, holidays; at least a day,
+times 1.5) after the history's newest event, and not before it by more than that. Then nothing
+moves and lots stay watched: a worker started right after `train --data` on the weeks that follow
+keeps the custody state of the whole history. Otherwise (the demo, whose simulated clock is
+another year, or a real gap) the snapshot is re-anchored: its newest event moves to just before
+that transaction, so the history is the recent past, and lots are watched afresh (receipts in
+the gap were not seen). Transactions already in the snapshot (by event id, the last
+`snapshot_ids` of them) are skipped, so replaying a topic that overlaps the training history
+does not count them twice.
 """
 
 from __future__ import annotations
@@ -40,7 +49,8 @@ FIRST_K = 16  # earliest event times kept per entity: counts saturate there
 # A confirmed attack implicates a source node with fewer shipments than this (a counterfeiter, a
 # front) and an edge with fewer than that (born of the attack).
 IMPLICATE_NODE_BELOW, IMPLICATE_EDGE_BELOW = 20, 5
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: lots carry the custody ledger (version 1 snapshots still load, without it)
+_DAY = 86400.0
 _INF = math.inf
 
 
@@ -72,6 +82,11 @@ class LotState:
     holders: dict[str, float] = field(default_factory=dict)  # node -> earliest receipt
     ts: list[float] = field(default_factory=list)
     last_ts: float = -_INF
+    # the custody ledger: node -> receipts [(t, quantity, sender, shipment)] and shipments
+    # [(t, quantity, shipment)]
+    received: dict[str, list[tuple[float, float, str, str]]] = field(default_factory=dict)
+    sent: dict[str, list[tuple[float, float, str]]] = field(default_factory=dict)
+    ledger: bool = True  # False: loaded from a snapshot without quantities (custody by receipts only)
 
 
 @dataclass(frozen=True)
@@ -105,6 +120,7 @@ class TransactionGraph:
         self._snapshot_ids: frozenset[str] = frozenset()
         self._anchor_pending = False
         self.time_shift = 0.0  # how far a loaded snapshot was moved in time (seconds)
+        self.quiet_s = _DAY  # the longest spell without transactions the history had (see anchoring)
 
     # --- upkeep -----------------------------------------------------------------------------------
     def apply(self, tx: SupplyChainTransaction) -> bool:
@@ -171,6 +187,8 @@ class TransactionGraph:
         lot.last_ts = max(lot.last_ts, t)
         if t < lot.holders.get(tx.target_id, _INF):
             lot.holders[tx.target_id] = t
+        lot.received.setdefault(tx.target_id, []).append((t, tx.quantity, tx.source_id, tx.shipment_id))
+        lot.sent.setdefault(tx.source_id, []).append((t, tx.quantity, tx.shipment_id))
 
     def _remember(self, event_id: str) -> None:
         self._seen[event_id] = None
@@ -277,7 +295,9 @@ class TransactionGraph:
                  for n, a in self.g.nodes(data=True)]
         edges = [[u, v, e["ts"], e["n"], e["qty"], e["value"], e["last_ts"], e["carriers"], e["implicated"],
                   e["hours"], e["days"]] for u, v, e in self.g.edges(data=True)]
-        lots = [[lot_id, l.product, l.origin, l.origin_type, l.origin_ts, l.holders, l.ts, l.last_ts]
+        lots = [[lot_id, l.product, l.origin, l.origin_type, l.origin_ts, l.holders, l.ts, l.last_ts,
+                 {n: [list(r) for r in rs] for n, rs in l.received.items()} if l.ledger else None,
+                 {n: [list(r) for r in rs] for n, rs in l.sent.items()} if l.ledger else None]
                 for lot_id, l in self.lots.items() if l.last_ts >= horizon]
         ids = list(self._seen)[-snapshot_ids:] + list(self._snapshot_ids)[: max(0, snapshot_ids - len(self._seen))]
         return {
@@ -285,6 +305,7 @@ class TransactionGraph:
             "observed_since": self.observed_since,
             "lots_since": self.lots_since,
             "newest_ts": self.newest_ts,
+            "quiet_s": self.quiet_s,
             "applied": self.applied,
             "nodes": nodes,
             "edges": edges,
@@ -299,7 +320,7 @@ class TransactionGraph:
     @classmethod
     def from_state(cls, state: dict[str, Any], anchor: bool = True) -> "TransactionGraph":
         """Rebuild a snapshot; with `anchor`, re-anchored in time at the first new transaction."""
-        if state.get("version") != STATE_VERSION:
+        if state.get("version") not in (1, STATE_VERSION):
             raise ValueError(f"graph snapshot version {state.get('version')!r} is not {STATE_VERSION}")
         graph = cls()
         g = graph.g
@@ -308,8 +329,13 @@ class TransactionGraph:
         for u, v, ts, n, qty, value, last_ts, carriers, implicated, hours, days in state["edges"]:
             g.add_edge(u, v, ts=list(ts), n=n, qty=qty, value=value, last_ts=last_ts, carriers=dict(carriers),
                        implicated=implicated, hours=list(hours), days=list(days))
-        for lot_id, product, origin, origin_type, origin_ts, holders, ts, last_ts in state["lots"]:
-            graph.lots[lot_id] = LotState(product, origin, origin_type, origin_ts, dict(holders), list(ts), last_ts)
+        for lot_id, product, origin, origin_type, origin_ts, holders, ts, last_ts, *ledger in state["lots"]:
+            received, sent = ledger if ledger else (None, None)
+            graph.lots[lot_id] = LotState(
+                product, origin, origin_type, origin_ts, dict(holders), list(ts), last_ts,
+                {n: [(a, q, s, k) for a, q, s, k in rs] for n, rs in (received or {}).items()},
+                {n: [(a, q, k) for a, q, k in rs] for n, rs in (sent or {}).items()}, ledger=received is not None,
+            )
         graph.carriers = {c: list(ts) for c, ts in state["carriers"]}
         graph.products = {p: list(ts) for p, ts in state["products"]}
         graph.routes = {(s, d, p): list(ts) for s, d, p, ts in state["routes"]}
@@ -317,21 +343,27 @@ class TransactionGraph:
         graph.observed_since = state["observed_since"]
         graph.lots_since = state["lots_since"]
         graph.newest_ts = state["newest_ts"]
+        graph.quiet_s = float(state.get("quiet_s", _DAY))
         graph.applied = state["applied"]
         graph._snapshot_ids = frozenset(state["event_ids"])
         graph._anchor_pending = anchor and graph.applied > 0
         return graph
 
+    @property
+    def continuity_s(self) -> float:
+        """How long after the history's end a stream still continues it (see anchoring)."""
+        return max(_DAY, 1.5 * self.quiet_s)
+
     def _anchor(self, t: float) -> None:
-        """Move every stored time by (t - newest snapshot time) - 1 s, once. Continuity is kept
-        for lots only when the stream starts within a day of the snapshot's end: after a longer
-        gap, lots received in it were not seen, so their provenance is unknown until lots have
-        been watched afresh (lots_since restarts at t)."""
+        """Once, at the first new transaction: nothing moves when the stream continues the history
+        (module docstring); otherwise move every stored time by (t - newest snapshot time) - 1 s
+        and watch lots afresh (lots_since restarts at t): lots received in the gap were not seen,
+        so their provenance is unknown until lots have been watched again."""
         self._anchor_pending = False
-        delta = t - self.newest_ts - 1.0
-        gap = abs(delta) > 86400.0
-        if abs(delta) < 1e-9:
+        after = t - self.newest_ts
+        if -self.quiet_s <= after <= self.continuity_s:
             return
+        delta = after - 1.0
         shift = lambda ts: [x + delta for x in ts]  # noqa: E731
         for _, attrs in self.g.nodes(data=True):
             attrs["ts"] = shift(attrs["ts"])
@@ -344,12 +376,14 @@ class TransactionGraph:
             lot.ts = shift(lot.ts)
             lot.last_ts += delta
             lot.holders = {n: x + delta for n, x in lot.holders.items()}
+            lot.received = {n: [(x + delta, q, s, k) for x, q, s, k in rs] for n, rs in lot.received.items()}
+            lot.sent = {n: [(x + delta, q, k) for x, q, k in rs] for n, rs in lot.sent.items()}
         for table in (self.carriers, self.products, self.routes):
             for key, ts in table.items():
                 table[key] = shift(ts)  # type: ignore[index]
         self.observed_since += delta
         self.newest_ts += delta
-        self.lots_since = t if gap else self.lots_since + delta
+        self.lots_since = t
         self.time_shift = delta
 
 

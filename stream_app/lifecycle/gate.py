@@ -1,6 +1,11 @@
 """Promotion gate: may a candidate version replace the current one? A pure decision from two
 metric dicts measured on the same data, under a per-model list of the metrics that matter,
-which direction is better, and how much worse the candidate may be (absolute tolerance)."""
+which direction is better, and how much worse the candidate may be (absolute tolerance).
+
+Only what was measured for both versions decides. A metric the data cannot measure (no labelled
+attacks, so no detection or ranking; a current version trained on other data or another feature
+set, which cannot be fed this data at all) is reported and left out: it never refuses by itself.
+A refusal names both versions' figures of every metric that was worse."""
 
 from __future__ import annotations
 
@@ -78,6 +83,7 @@ class Decision:
     allowed: bool
     reasons: list[str]
     comparison: dict[str, Any] = field(default_factory=dict)
+    unmeasured: list[str] = field(default_factory=list)  # metrics left out: not measured for both
 
 
 def metric_value(metrics: Mapping[str, Any], rule: MetricRule) -> Optional[float]:
@@ -98,21 +104,32 @@ def lookup(document: Mapping[str, Any], path: str) -> Any:
     return value
 
 
-def compare(candidate: Mapping[str, Any], current: Mapping[str, Any], rules: Sequence[MetricRule]) -> Decision:
-    """Every rule's metric must be measured for both and the candidate no worse than the
-    current beyond the tolerance. Reasons: the failures when refused, else every check."""
+def compare(
+    candidate: Mapping[str, Any], current: Mapping[str, Any], rules: Sequence[MetricRule],
+    names: tuple[str, str] = ("candidate", "current"),
+) -> Decision:
+    """The candidate may be no worse than the current beyond the tolerance on every rule's
+    metric measured for both; a metric either lacks is left out (Decision.unmeasured). Reasons:
+    the failures, each with both figures (the candidate's first), when refused; else every check
+    and what was left out. `names`: the two versions' ids, for what was left out."""
+    new_name, old_name = names
     rows: dict[str, Any] = {}
-    passed, failed = [], []
+    passed, failed, unmeasured = [], [], []
     for rule in rules:
         new, old = metric_value(candidate, rule), metric_value(current, rule)
         if new is None or old is None:
-            failed.append(f"{rule.key} not measured for both versions")
+            lacking = " and ".join(n for n, v in ((new_name, new), (old_name, old)) if v is None)
+            unmeasured.append(f"{rule.key} not measured for {lacking}")
             continue
         ok = rule.worse_by(new, old) <= rule.tolerance
         rows[rule.key] = {"candidate": new, "current": old, "higher_is_better": rule.higher_is_better,
                           "tolerance": rule.tolerance, "ok": ok}
-        line = f"{rule.key} {new:.4g} vs {old:.4g} ({rule.describe()})"
+        line = f"{rule.key} {new:.4g} vs {old:.4g} ({rule.describe()})"  # candidate's figure first
         (passed if ok else failed).append(line)
     if not rules:
         failed.append("no metrics to compare")
-    return Decision(not failed, failed or passed, rows)
+    if failed:
+        return Decision(False, failed, rows, unmeasured)
+    if not passed:
+        passed.append(f"no metric measured for both on this data, so nothing shows {new_name} is worse than {old_name}")
+    return Decision(True, passed + [f"left out: {u}" for u in unmeasured], rows, unmeasured)

@@ -32,10 +32,10 @@ class Evidence:
 def check_promotion(registry: ModelRegistry, name: str, version: str) -> Decision:
     """Whether `version` may replace the current version of `name`. The first version, or the
     current one again, always may; otherwise every available source must agree, and without
-    any evidence the answer is no."""
+    any evidence the answer is no. `override()` is the command that promotes it anyway."""
     candidate = registry.get(name, version)
     current = registry.current(name)
-    if current is None:
+    if current is None or (current.version == version and not _ever_promoted(registry, name)):
         return Decision(True, [f"first version of {name}"])
     if current.version == version:
         return Decision(True, [f"{version} is already current"])
@@ -49,8 +49,18 @@ def check_promotion(registry: ModelRegistry, name: str, version: str) -> Decisio
     return Decision(
         all(e.decision.allowed for e in found),
         [f"{e.source}: {reason}" for e in found for reason in e.decision.reasons],
-        {**against, **{e.source: {**e.about, "metrics": e.decision.comparison} for e in found}},
+        {**against, **{e.source: {**e.about, "metrics": e.decision.comparison, "unmeasured": e.decision.unmeasured}
+                       for e in found}},
     )
+
+
+def override(name: str, version: str) -> str:
+    """The command that promotes `version` whatever the gate says (recorded as forced)."""
+    return f"stream-app models promote {name} {version} --force"
+
+
+def _ever_promoted(registry: ModelRegistry, name: str) -> bool:
+    return any(e.action == "promoted" for e in registry.history(name))
 
 
 def promote_with_gate(
@@ -105,8 +115,12 @@ def _offline(candidate: ModelVersion, current: ModelVersion, gate: ModelGate) ->
     comparison = candidate.manifest.get("comparison")
     if not isinstance(comparison, dict) or lookup(comparison, "current.version") != current.version:
         return None  # none, or measured against a version that is no longer current
-    decision = compare(comparison.get("candidate") or {}, comparison.get("current") or {}, gate.offline)
-    return Evidence("offline", decision, {"data": comparison.get("data", "")})
+    decision = compare(comparison.get("candidate") or {}, comparison.get("current") or {}, gate.offline,
+                       (candidate.version, current.version))
+    about = {"data": comparison.get("data", "")}
+    if isinstance(comparison.get("current"), dict) and comparison["current"].get("error"):
+        about["current_error"] = comparison["current"]["error"]
+    return Evidence("offline", decision, about)
 
 
 def _live(
@@ -118,5 +132,5 @@ def _live(
     truth = [new.ground_truth(gate.live_basis), old.ground_truth(gate.live_basis)]
     if min(truth) < gate.min_outcomes:
         return None
-    decision = compare(new.derived(), old.derived(), gate.live)
+    decision = compare(new.derived(), old.derived(), gate.live, (candidate.version, current.version))
     return Evidence("live", decision, {"since": new.since, gate.live_basis: truth})

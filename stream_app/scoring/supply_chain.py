@@ -15,15 +15,25 @@ batch arrived, so an earlier shipment on another partition is in the graph first
 transaction's event time (graph/state.py), so later transactions already applied do not leak.
 
 The registry version holds the starting point: the trained GNN, VAE, HalfSpaceTrees reference,
-calibration, and the graph and robust statistics at the end of the training history (re-anchored
-in time at the first live transaction). Node embeddings are recomputed from the live graph in a
+calibration, and the graph (with every lot's custody ledger: receipts and shipments per node) and
+robust statistics at the end of the training history. A worker started on the weeks that follow
+the history goes on from that state (a quiet weekend is not a gap); only a stream far from the
+history's time is re-anchored, and then lots are watched afresh (graph/state.py). Node embeddings are recomputed from the live graph in a
 background thread every `embedding_refresh_every` transactions or `embedding_refresh_s` seconds
 (graph/embeddings.py); scoring a transaction only looks up two rows. The hot path per batch is
 graph upkeep and features (Python, ~25 us per transaction), one VAE forward and one edge-decoder
 forward (torch, batched), and the HalfSpaceTrees walk (~25 us per transaction).
 
+Detectors (scoring/supply_chain_detectors.py): the GNN, VAE, HalfSpaceTrees and robust statistics,
+plus two sets of facts, each fact's rarity under normal traffic measured at training: custody
+(graph/custody.py: a lot shipped by a node that never received it, a delivery recorded twice, a
+lot shipped beyond what was received, a lot passed on before it can have arrived, a lot nobody
+produced) and lanes (graph/lanes.py: an unknown carrier, a carrier new on an established edge, a
+first trade between two busy parties).
+
 Decision. The evidence E (scoring/supply_chain_ensemble.py) at or above the threshold (set for
-the target flag rate) flags the transaction. score = P(attack | E), calibrated on verdicts.
+the target flag rate) flags the transaction. score = P(attack | E), calibrated on verdicts, or
+without enough of them (unlabelled history) the normal-tail rank 1 - P_normal(E >= e).
 confidence = decisiveness x coverage:
   decisiveness  how clearly E sits on its side of the threshold, in decades of normal rarity d
                 (|surprise(E) - surprise(threshold)|): 1 - 0.5 * 10^-d, so 0.5 at the threshold,
@@ -54,13 +64,15 @@ from schemas.outputs import Alert, Contribution, Counterfactual, Explanation, de
 from schemas.supply_chain import SupplyChainScore, SupplyChainTransaction, SupplyChainVerdict
 from stream_app.decoding import Limits, decode_message
 from stream_app.features.supply_chain import FEATURES, INDEX, FeatureConfig, RobustStats, encode, encode_batch
+from stream_app.graph import custody as custody_facts
+from stream_app.graph import lanes as lane_facts
 from stream_app.graph.embeddings import EmbeddingRefresher
 from stream_app.graph.state import TransactionGraph, count_before
 from stream_app.models.supply_chain_gnn import SupplyChainGNN
 from stream_app.registry import ModelRegistry, ModelVersion
 from stream_app.scoring import supply_chain_rules as rules
 from stream_app.scoring.supply_chain_detectors import (
-    DETECTORS, EdgeDetector, HSTDetector, VAEDetector, plausibility, robust_statistic,
+    DETECTORS, FACT_DETECTORS, EdgeDetector, HSTDetector, VAEDetector, plausibility, robust_statistic,
 )
 from stream_app.scoring.supply_chain_ensemble import Ensemble
 from stream_app.settings import SupplyChainSettings
@@ -143,6 +155,8 @@ class Assessment:
     unwatched: Optional[np.ndarray] = None  # (N,) lot evidence neutral: lots not watched long enough
     coverage: Optional[np.ndarray] = None  # (N,)
     rules: list[rules.RuleResult] = field(default_factory=list)
+    custody: list[custody_facts.Custody] = field(default_factory=list)
+    lanes: list[lane_facts.LaneFacts] = field(default_factory=list)
 
 
 @dataclass
@@ -195,7 +209,8 @@ class SupplyChainScorer:
         self.stats = stats if stats is not None else RobustStats()
         self.features = model.features if model else FeatureConfig()
         self.model_version: Optional[str] = model.version if model else None
-        self.rule_config = rules.RuleConfig(settings.new_node_days, self.features.provenance_days, self.features.controlled)
+        self.rule_config = rules.RuleConfig(settings.new_node_days, self.features.provenance_days, self.features.controlled,
+                                            self.features.min_turnaround_h)
         self._unavailable = unavailable_reason
         self._limits = limits
         self._lock = threading.RLock()
@@ -309,7 +324,11 @@ class SupplyChainScorer:
     def assess(self, transactions: Sequence[SupplyChainTransaction]) -> Assessment:
         """Features, detector statistics and rules for transactions already applied."""
         x = encode_batch(transactions, self.graph, self.stats, self.features)
-        a = Assessment(x=x, rules=[rules.check(tx, self.graph, self.rule_config) for tx in transactions])
+        watch_s, fast_s = self.features.provenance_days * _DAY, self.features.min_turnaround_h * 3600.0
+        custody = [custody_facts.check(tx, self.graph, watch_s, fast_s) for tx in transactions]
+        lanes = [lane_facts.check(tx, self.graph, self.settings.new_node_days * _DAY) for tx in transactions]
+        checked = [rules.check(tx, self.graph, self.rule_config, c, f) for tx, c, f in zip(transactions, custody, lanes)]
+        a = Assessment(x=x, rules=checked, custody=custody, lanes=lanes)
         m = self.model
         if m is None:
             return a
@@ -317,7 +336,8 @@ class SupplyChainScorer:
         table = self.refresher.table if self.refresher is not None else None
         gnn, cold = m.edges.statistic(table, [t.source_id for t in transactions], [t.target_id for t in transactions])
         a.statistics = {"gnn": gnn, "vae": VAEDetector.statistic(terms), "hst": m.hst.statistic(x.astype(np.float64)),
-                        "robust": robust_statistic(x)}
+                        "robust": robust_statistic(x), "custody": np.array([c.bits for c in custody], dtype=np.float64),
+                        "lanes": np.array([f.bits for f in a.lanes], dtype=np.float64)}
         a.vae_terms, a.cold = terms, cold
         a.unwatched = np.array([self._lots_unwatched(tx) for tx in transactions], dtype=bool)
         a.coverage = (np.where(cold, COLD_COVERAGE, 1.0) * np.where(x[:, INDEX["stats_level"]] == 0, NO_REFERENCE_COVERAGE, 1.0)
@@ -449,7 +469,10 @@ class SupplyChainScorer:
             for name in DETECTORS:
                 if name in s:
                     weight = 1.0 if name == top else ens.others_weight
-                    features.append(Contribution(name=f"detector:{name}", value=float(a.statistics[name][i]), contribution=weight * s[name]))
+                    # a fact detector's statistic is a bit set: its value here is how many facts fired
+                    facts = {"custody": a.custody, "lanes": a.lanes}.get(name)
+                    value = float(len(facts[i].fired)) if facts else float(a.statistics[name][i])
+                    features.append(Contribution(name=f"detector:{name}", value=value, contribution=weight * s[name]))
             agreeing = [f"{k} {v:.1f}" for k, v in sorted(s.items(), key=lambda kv: -kv[1]) if v >= 2.0]
             quiet = [f"{k} {v:.1f}" for k, v in sorted(s.items(), key=lambda kv: -kv[1]) if v < 2.0]
             lines.append(f"Evidence {d.evidence[i]:.2f} against threshold {ens.threshold:.2f}; P(attack) {d.score[i]:.2f}, "
@@ -541,7 +564,8 @@ class SupplyChainScorer:
             encode(changed, self.graph, self.stats, self.features, row)
             x = row[None, :]
             stats = {"gnn": a.statistics["gnn"][i:i + 1], "vae": VAEDetector.statistic(m.vae.terms(x)),
-                     "hst": m.hst.statistic(x), "robust": robust_statistic(x)}
+                     "hst": m.hst.statistic(x), "robust": robust_statistic(x),
+                     **{k: a.statistics[k][i:i + 1] for k in FACT_DETECTORS}}
             alt = float(m.ensemble.score(m.ensemble.combine(m.ensemble.surprises(stats)))[0])
             out.append(Counterfactual(
                 feature=name, actual=float(actual), alternative=float(typical), score_actual=float(d.score[i]),

@@ -16,6 +16,13 @@ meaning more unusual:
   robust  robust z of quantity (large only) and price, against the route (or the product when
           the route is young) and against the product, and how rare the hour is for this type of
           flow, combined as a root sum of squares (features/supply_chain.py).
+  custody the chain-of-custody facts the lot ledger shows (graph/custody.py: a lot shipped by a
+          node that never received it, received twice, shipped beyond what was received, passed
+          on too fast), as a bit set; the ensemble turns it into the surprise of the rarest fact
+          under normal traffic (SignalCalibration). Models trained before it ignore it.
+  lanes   facts about the shipment's edge and carrier (graph/lanes.py: a carrier never seen, a
+          carrier new on an established edge, a first trade between two busy parties), calibrated
+          the same way.
 """
 
 from __future__ import annotations
@@ -33,7 +40,8 @@ from stream_app.graph.embeddings import EmbeddingTable
 from stream_app.models.supply_chain_gnn import SupplyChainGNN
 from stream_app.models.supply_chain_vae import TransactionVAE
 
-DETECTORS = ("gnn", "vae", "hst", "robust")
+DETECTORS = ("gnn", "vae", "hst", "robust", "custody", "lanes")
+FACT_DETECTORS = ("custody", "lanes")  # statistics that are bit sets of facts (SignalCalibration)
 
 
 TIMING_SCALE = 3.0

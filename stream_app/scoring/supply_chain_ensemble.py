@@ -5,6 +5,11 @@
    validation transactions (quantile table up to the 98th percentile, an exponential tail fitted
    to the top 2 % beyond it, so that surprise keeps growing past anything seen), capped at
    MAX_SURPRISE. Surprise 2 means "1 % of normal transactions are this unusual".
+   The custody detector's statistic is a set of facts (graph/custody.py), not a number: each
+   fact's share of normal validation transactions (of those whose lot could be judged) is
+   counted, and its surprise is -log10 of the rarest fired fact's share (SignalCalibration). A
+   fact that no normal transaction showed is as surprising as a statistic far beyond anything
+   seen: MAX_SURPRISE. No labels are needed for any of this.
 2. The evidence E is the largest surprise plus a quarter of the others'. Detectors look at
    different things (the flow's plausibility, the joint feature pattern, isolation, amounts): an
    attack that only one of them sees keeps that detector's full surprise (a plain sum would drown
@@ -23,7 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
@@ -78,8 +83,56 @@ class TailCalibration:
 
 
 @dataclass(frozen=True)
+class SignalCalibration:
+    """P_normal(fact) for a detector whose statistic is a bit set of deterministic facts (bit k
+    for names[k]): each fact's count among `judged` normal validation transactions. A
+    transaction's surprise is that of its rarest fired fact; 0 when none fired."""
+
+    names: tuple[str, ...]
+    counts: tuple[int, ...]
+    judged: int  # normal transactions whose facts could be judged
+
+    @classmethod
+    def fit(cls, names: Sequence[str], normal_bits: np.ndarray, judged: int) -> "SignalCalibration":
+        bits = np.asarray(normal_bits, dtype=np.int64)
+        return cls(tuple(names), tuple(int(((bits >> k) & 1).sum()) for k in range(len(names))), max(int(judged), 1))
+
+    def fact_surprise(self) -> np.ndarray:
+        counts = np.asarray(self.counts, dtype=np.float64)
+        share = counts / self.judged
+        return np.where(counts > 0, np.minimum(-np.log10(np.maximum(share, 10.0 ** -MAX_SURPRISE)), MAX_SURPRISE), MAX_SURPRISE)
+
+    def surprise(self, s: np.ndarray) -> np.ndarray:
+        bits = np.nan_to_num(np.asarray(s, dtype=np.float64)).astype(np.int64)
+        out = np.zeros(len(bits))
+        for k, value in enumerate(self.fact_surprise()):
+            out = np.maximum(out, np.where((bits >> k) & 1, value, 0.0))
+        return out
+
+    def exceedance(self, s: np.ndarray) -> np.ndarray:
+        return np.power(10.0, -self.surprise(s))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "signals", "names": list(self.names), "counts": list(self.counts), "judged": self.judged}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "SignalCalibration":
+        names, counts = tuple(str(n) for n in d["names"]), tuple(int(c) for c in d["counts"])
+        if len(names) != len(counts) or any(c < 0 for c in counts) or int(d["judged"]) < 1:
+            raise ValueError("a signal calibration needs one non-negative count per fact and judged >= 1")
+        return cls(names, counts, int(d["judged"]))
+
+
+DetectorCalibration = Union[TailCalibration, SignalCalibration]
+
+
+def calibration_from_dict(d: Mapping[str, Any]) -> DetectorCalibration:
+    return SignalCalibration.from_dict(d) if d.get("kind") == "signals" else TailCalibration.from_dict(d)
+
+
+@dataclass(frozen=True)
 class Ensemble:
-    detectors: dict[str, TailCalibration]
+    detectors: dict[str, DetectorCalibration]
     evidence: TailCalibration  # of E on normal validation transactions
     threshold: float  # E at or above it is flagged
     target_flag_rate: float
@@ -123,7 +176,7 @@ class Ensemble:
                 raise ValueError(f"score calibration needs a finite a > 0 and b, got {a}, {b}")
             platt = Calibration(a, b, "platt")
         return cls(
-            detectors={k: TailCalibration.from_dict(v) for k, v in d["detectors"].items()},
+            detectors={k: calibration_from_dict(v) for k, v in d["detectors"].items()},
             evidence=TailCalibration.from_dict(d["evidence"]),
             threshold=float(d["threshold"]),
             target_flag_rate=float(d["target_flag_rate"]),

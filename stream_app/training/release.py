@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Literal, Mapping, Optional, Union, get_args
 
 from stream_app.lifecycle.gate import GATES, metric_value
-from stream_app.lifecycle.promotion import promote_with_gate
+from stream_app.lifecycle.promotion import override, promote_with_gate
 from stream_app.registry import HistoryEntry, ModelRegistry, ModelVersion
 
 Mode = Literal["gate", "force", "candidate", "none"]
@@ -81,8 +81,9 @@ def comparison(
 ) -> dict[str, Any]:
     """The manifest's "comparison" (stream_app.lifecycle.promotion): the new version's metrics
     and the current version's, evaluated by `evaluate_current` on the same held-out `data`.
-    When the current version cannot be evaluated on it, the reason is kept instead of its
-    metrics, and the gate refuses for want of them."""
+    When the current version cannot be evaluated on it (trained on another feature set, its
+    weights missing), the reason is kept instead of its metrics; the gate then has nothing to
+    hold against the new version and does not refuse for want of them."""
     try:
         measured: dict[str, Any] = dict(evaluate_current(current))
     except NOT_COMPARABLE as exc:
@@ -103,8 +104,9 @@ def describe(registry: ModelRegistry, name: str, version: str) -> str:
     if entry.action == "promoted":
         forced = " (forced)" if entry.forced else ""
         return f"{name} {version} promoted{forced}: {entry.reason or 'no reason recorded'}"
-    return (f"{name} {version} registered but not promoted; {serving} stays current. The gate refused: {entry.reason}\n"
-            f"  To serve {version} anyway: stream-app models promote {name} {version} --force")
+    return (f"{name} {version} registered but not promoted; {serving} stays current. The gate refused "
+            f"({version}'s figure first, then {entry.previous or serving}'s): {entry.reason}\n"
+            f"  To serve {version} anyway: {override(name, version)}")
 
 
 def _last_outcome(history: list[HistoryEntry], version: str) -> Optional[HistoryEntry]:

@@ -19,8 +19,15 @@ graph starts empty there, so every edge looks new.
     replay in batches: graph upkeep, embedding refreshes every `embedding_refresh_every`
     transactions (inline, for reproducibility), verdicts applied as they become known, and every
     detector statistic and rule check per transaction.
-  * Calibrated on the validation period: each detector's normal tail and the evidence threshold
-    for the target flag rate on its normal transactions; P(attack) by Platt scaling on its verdicts.
+  * Calibrated on the validation period: each detector's normal tail (for custody: how often each
+    custody fact occurs among normal transactions whose lots could be judged) and the evidence
+    threshold for the target flag rate on its normal transactions; P(attack) by Platt scaling on
+    its verdicts, or, without enough of them (unlabelled history is fine), the normal-tail rank
+    of the evidence: 1 - P_normal(E >= e).
+  * Learned from the normal training flows besides: the fastest plausible turnaround of a lot at a
+    node (half the 0.2 % quantile of the time from a node's first receipt of a lot to its
+    shipments of it; custody's fast_turnaround fact), and the longest quiet spell of the history
+    (how long after its end a live stream still continues it: graph/state.py, anchoring).
   * Evaluated on the test period, which holds fresh attack instances (new counterfeit nodes, lots,
     rings, routes): nothing was fitted on them, nor on any test transaction. Per attack kind:
     detection (share of attack shipments flagged, and of attack instances with at least one
@@ -54,14 +61,18 @@ import torch.nn.functional as F
 
 from schemas.supply_chain import SupplyChainTransaction, SupplyChainVerdict
 from stream_app.features.supply_chain import FEATURES, FeatureConfig, RobustStats, encode
+from stream_app.graph import custody as custody_facts
+from stream_app.graph import lanes as lane_facts
 from stream_app.graph import pyg
 from stream_app.graph.state import TransactionGraph
 from stream_app.models.supply_chain_gnn import SupplyChainGNN
 from stream_app.models.supply_chain_vae import TransactionVAE
 from stream_app.registry import ModelRegistry, ModelVersion
 from stream_app.scoring import supply_chain as scoring
-from stream_app.scoring.supply_chain_detectors import DETECTORS, EdgeDetector, HSTDetector, VAEDetector
-from stream_app.scoring.supply_chain_ensemble import Ensemble, TailCalibration, combine, fit_platt_on_evidence
+from stream_app.scoring.supply_chain_detectors import DETECTORS, FACT_DETECTORS, EdgeDetector, HSTDetector, VAEDetector
+from stream_app.scoring.supply_chain_ensemble import (
+    Ensemble, SignalCalibration, TailCalibration, combine, fit_platt_on_evidence,
+)
 from stream_app.scoring.supply_chain_rules import RULES
 from stream_app.settings import SupplyChainSettings
 from stream_app.training import data as loaders
@@ -373,13 +384,21 @@ def _train(
     x = np.zeros((len(txs), len(FEATURES)), dtype=np.float32)
     row = np.zeros(len(FEATURES))
     n_train = int(train.sum())  # transactions are in time order: the training period is a prefix
+    turnarounds = []
     replay_started = time.perf_counter()
     for i in range(n_train):
-        graph.apply(txs[i])
-        stats.update(txs[i])
-        encode(txs[i], graph, stats, features, row)
+        tx = txs[i]
+        graph.apply(tx)
+        stats.update(tx)
+        encode(tx, graph, stats, features, row)
         x[i] = row
+        lot = graph.lots[tx.lot_id]
+        received = lot.holders.get(tx.source_id)
+        if fit_rows[i] and received is not None and received < t[i] and lot.origin != tx.source_id:
+            turnarounds.append(t[i] - received)
     replay_seconds = time.perf_counter() - replay_started
+    features.min_turnaround_h = _min_turnaround_h(turnarounds)
+    graph.quiet_s = float(np.max(np.diff(t))) if len(t) > 1 else graph.quiet_s
     reliable = fit_rows & (x[:, FEATURES.index("lot_dwell")] > 0)
     if reliable.any():
         features.neutral_dwell = float(np.median(x[reliable, FEATURES.index("lot_dwell")]))
@@ -427,14 +446,19 @@ def _train(
     eval_seconds = time.perf_counter() - eval_started
     n_eval = len(txs) - n_train
     stat = {d: np.full(len(txs), np.nan) for d in DETECTORS}
+    judged = np.zeros(len(txs), bool)  # custody evidence could be judged (lots watched or with provenance)
     for start, a in assessments:
         for d in DETECTORS:
             stat[d][start:start + len(a.x)] = a.statistics[d]
         x[start:start + len(a.x)] = a.x
+        judged[start:start + len(a.x)] = [c.watched for c in a.custody]
 
     # calibration on the validation period
     val_normal = val & normal
-    detectors = {d: TailCalibration.fit(stat[d][val_normal]) for d in DETECTORS}
+    detectors: dict[str, Any] = {d: TailCalibration.fit(stat[d][val_normal]) for d in DETECTORS if d not in FACT_DETECTORS}
+    detectors["custody"] = SignalCalibration.fit(custody_facts.SIGNALS, stat["custody"][val_normal & judged],
+                                                 int((val_normal & judged).sum()))
+    detectors["lanes"] = SignalCalibration.fit(lane_facts.SIGNALS, stat["lanes"][val_normal], int(val_normal.sum()))
     surprises = {d: detectors[d].surprise(np.nan_to_num(stat[d])) for d in DETECTORS}
     evidence = combine(surprises)
     threshold = float(np.quantile(evidence[val_normal], 1 - config.target_flag_rate))
@@ -461,7 +485,7 @@ def _train(
     rules_flag = np.any(np.stack([fired[r] for r in RULES]), axis=0)
     hst_threshold = float(np.quantile(stat["hst"][val_normal], 1 - config.target_flag_rate))
     baseline_flag = stat["hst"] >= hst_threshold
-    alone = {d: surprises[d] >= np.quantile(surprises[d][val_normal], 1 - config.target_flag_rate) for d in DETECTORS}
+    alone = {d: _alone(surprises[d], val_normal, config.target_flag_rate) for d in DETECTORS}
 
     instances = np.array([f"{k}|{tx.lot_id}" if k != NORMAL else "" for k, tx in zip(kind, txs)], dtype=object)
     evaluation = {
@@ -535,6 +559,21 @@ def _train(
     release.apply(registry, MODEL_NAME, written.version)
     _say(progress, wall, f"{MODEL_NAME} {written.version} written to {written.path}")
     return written
+
+
+def _min_turnaround_h(turnarounds: Sequence[float]) -> float:
+    """Half the 0.2 % quantile of normal turnarounds (seconds), in hours; 0 (never too fast) with
+    fewer than 500 of them to judge by."""
+    if len(turnarounds) < 500:
+        return 0.0
+    return float(0.5 * np.quantile(np.asarray(turnarounds), 0.002) / 3600.0)
+
+
+def _alone(surprise: np.ndarray, val_normal: np.ndarray, rate: float) -> np.ndarray:
+    """One detector's flags at the target rate on validation normals; a detector silent on most
+    of them (custody) flags what it fires on."""
+    threshold = float(np.quantile(surprise[val_normal], 1 - rate))
+    return surprise >= threshold if threshold > 0 else surprise > 0
 
 
 def _iso(epoch: float) -> str:
@@ -613,7 +652,8 @@ def _policy_metrics(flag: np.ndarray, kind: np.ndarray, instances: np.ndarray, p
         }
     attacks = period & (kind != NORMAL)
     out["attack_shipments"] = int(attacks.sum())
-    out["detection"] = tp_all / max(1, int(attacks.sum()))
+    # without labelled attacks (unlabelled history) detection is not measured, not zero
+    out["detection"] = tp_all / int(attacks.sum()) if attacks.any() else None
     out["precision"] = tp_all / (tp_all + fp) if tp_all + fp else None
     out["flagged"] = int((flag & period).sum())
     return out
@@ -709,12 +749,15 @@ def _build_report(manifest: dict[str, Any], source: Optional[dict[str, Any]], se
         {"evidence threshold": ens["threshold"], "target flag rate": rate,
          "score": (f"Platt: P(attack) = sigmoid({ens['score']['a']:.3f} x evidence + {ens['score']['b']:.3f}) on the "
                    f"{split['validation_attacks']} validation attack shipments") if ens["score"]["method"] == "platt"
-         else "normal-tail rank (too few labelled attacks in the validation period for P(attack))",
+         else "normal-tail rank 1 - P_normal(E >= e) (fewer than 5 labelled attacks in the validation period: "
+              "unlabelled history calibrates on normal traffic alone)",
          "validation flag rate (ensemble / baseline)": [manifest["metrics"]["validation"]["ensemble"]["flag_rate_normal"],
                                                         manifest["metrics"]["validation"]["baseline_hst"]["flag_rate_normal"]],
          "test transactions decided by rules (model not confident)": _pct(manifest["metrics"]["product_rule_decided_share"])},
         note="Each detector's statistic becomes a surprise, -log10 of the share of normal validation transactions at least "
-             "as unusual (exponential tail beyond the 98th percentile); evidence = largest surprise + 0.25 x the others.",
+             "as unusual (exponential tail beyond the 98th percentile); for the custody and lane facts, -log10 of the rarest "
+             "fired fact's share of normal validation transactions (a fact none of them showed: the maximum); evidence = "
+             "largest surprise + 0.25 x the others.",
     )
     fp = manifest["data_fingerprint"]
     report.kv("Data", {"transactions": fp["transactions"], "verdicts": fp["verdicts"], "sha256": fp["sha256"],

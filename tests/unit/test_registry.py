@@ -260,9 +260,16 @@ def test_gate_refuses_a_worse_candidate_and_allows_within_tolerance() -> None:
     assert not compare({"roc_auc": 0.99, "brier": 0.040}, current, RULES).allowed  # lower Brier is better
 
 
-def test_gate_needs_every_metric_and_reads_manifest_shaped_metrics() -> None:
-    missing = compare({"roc_auc": 0.99}, {"roc_auc": 0.98, "brier": 0.03}, RULES)
-    assert not missing.allowed and missing.reasons == ["brier not measured for both versions"]
+def test_an_unmeasured_metric_never_refuses_by_itself_and_manifest_shaped_metrics_are_read() -> None:
+    missing = compare({"roc_auc": 0.99}, {"roc_auc": 0.98, "brier": 0.03}, RULES, ("v2", "v1"))
+    assert missing.allowed and missing.unmeasured == ["brier not measured for v2"]
+    assert missing.reasons == ["roc_auc 0.99 vs 0.98 (higher is better, tolerance 0.005)",
+                               "left out: brier not measured for v2"]
+    nothing = compare({"error": "v1 could not be evaluated"}, {}, RULES, ("v2", "v1"))
+    assert nothing.allowed and "nothing shows v2 is worse than v1" in nothing.reasons[0]
+    # what is measured still decides, whatever is left out
+    worse = compare({"roc_auc": 0.90}, {"roc_auc": 0.98}, RULES, ("v2", "v1"))
+    assert not worse.allowed and worse.reasons == ["roc_auc 0.9 vs 0.98 (higher is better, tolerance 0.005)"]
     rule = MetricRule("roc_auc", True, 0.0, "metrics.model.roc_auc")
     nested = compare({"metrics": {"model": {"roc_auc": 0.97}}}, {"metrics": {"model": {"roc_auc": 0.98}}}, [rule])
     assert not nested.allowed

@@ -34,9 +34,10 @@ def tx(i: int, hours: float, src: str, dst: str, lot: str = "L1", *, src_type: s
 
 
 def chain() -> list[SupplyChainTransaction]:
-    """Manufacturer M makes lot L1 and ships it to D, D to W, W to three pharmacies, daily."""
-    out = [tx(0, 0, "M", "D", src_type="manufacturer", dst_type="distributor"),
-           tx(1, 24, "D", "W", src_type="distributor", dst_type="wholesaler")]
+    """Manufacturer M makes lot L1 and ships it to D, D to W, W to three pharmacies, daily (10
+    units each: W passes on 120 of the 200 it received)."""
+    out = [tx(0, 0, "M", "D", src_type="manufacturer", dst_type="distributor", qty=500.0),
+           tx(1, 24, "D", "W", src_type="distributor", dst_type="wholesaler", qty=200.0)]
     for k in range(12):
         out.append(tx(2 + k, 48 + 24 * k, "W", f"P{k % 3}"))
     return out
