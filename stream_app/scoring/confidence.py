@@ -1,4 +1,4 @@
-"""How far to trust one maintenance prediction: a number in [0, 1], the product of four factors,
+"""How far to trust one maintenance prediction: a number in [0, 1], the product of a few factors,
 and the calibration that makes the model's probability mean what it says.
 
 Calibration
@@ -19,16 +19,14 @@ Calibration
 Confidence: the probability that the decision taken on this reading is right, discounted for
 what the model cannot vouch for.
 
-    confidence = decisiveness x agreement x data_quality x warm_up
+    confidence = decisiveness x agreement x data_quality x warm_up [x familiarity]
 
 decisiveness  The calibrated probability that the model's decision (alert or not) is right:
-              p_cal when it alerts (p_cal >= alert_probability), 1 - p_cal when it does not; at
-              the default threshold 0.5 that is max(p_cal, 1 - p_cal). 0.5 is a coin toss, 0.85
-              means p_cal >= 0.85 or <= 0.15. So with the default gate (min_confidence 0.85) the
-              model alerts on its own only when p_cal >= 0.85, and stays silent on its own only
-              when p_cal <= 0.15; in between the physical-limit rules decide. It is exactly as good
-              as the calibration is: the training report checks both on the test period
-              (calibration table; "how often was a decision at this confidence right").
+              p_cal when it alerts (p_cal >= the alert threshold), 1 - p_cal when it does not.
+              0.5 is a coin toss. It is exactly as good as the calibration is: the training
+              report checks both on the test period (calibration table; "how often was a
+              decision at this confidence right"). It ranks decisions; whether it also gates
+              them depends on the version (see "Competence and the gate" below).
 agreement     The model has K heads trained on different bootstrap resamples of the training data;
               where they disagree, the input is unlike what the model learned. spread = std over
               the heads of their calibrated probabilities. Raw spread is uninformative on an
@@ -59,10 +57,26 @@ data_quality  Imputed sensors (missing in this reading, forward-filled from the 
 warm_up       An LSTM's state means little until it has seen a few readings of the machine:
               warm_up = min(1, readings seen (this one included) / warmup_steps).
 
-Below the gate (settings.maintenance.min_confidence) the physical-limit rules decide instead.
-A worked example: p_cal 0.93 (alert, decisiveness 0.93), spread half the reference (agreement
-0.925), one of eight sensors imputed (data_quality 0.95), warmed up: confidence
-0.93 x 0.925 x 0.95 x 1 = 0.82 < 0.85, so the rules decide.
+familiarity   (versions with a stored operating point) 0 when the reading names a machine type
+              or operating mode the training data did not have, where it had some: a regime
+              the model has never seen. 1 otherwise.
+
+Competence and the gate. competence = agreement x data_quality x warm_up x familiarity: whether
+the model is in its depth on this reading, whatever it predicts. A version with a stored
+operating point (stream_app.scoring.operating_point) decides whenever its competence clears
+settings.maintenance.min_confidence: a moderate calibrated probability is an answer, not a
+reason to hand the reading over (the alert threshold was chosen for the user's false-alert
+budget; decisiveness only ranks and annotates, as part of the reported confidence). The rules
+decide when the model is out of its depth: warming up, poor data, an unfamiliar regime, heads
+that disagree far beyond what validation showed, or no model at all. A worked example: spread
+half the reference (agreement 0.925), one of eight sensors imputed (data_quality 0.95), warmed
+up: competence 0.925 x 0.95 = 0.88 >= 0.85, so the model decides; at p_cal 0.30 against a
+threshold of 0.22 it alerts, and reports confidence 0.30 x 0.88 = 0.26.
+
+Versions without an operating point (trained before it) keep the older gate: confidence (with
+decisiveness at alert_probability) >= min_confidence, so the model alerts on its own only at
+p_cal >= ~0.85; there, p_cal 0.93 (alert, decisiveness 0.93), agreement 0.925, data_quality
+0.95, warmed up: confidence 0.93 x 0.925 x 0.95 x 1 = 0.82 < 0.85, so the rules decide.
 """
 
 from __future__ import annotations
@@ -158,10 +172,17 @@ class Confidence:
     decisiveness: np.ndarray
     # spread / reference (NaN without a reference): how unusual the spread is
     spread_ratio: np.ndarray
+    familiarity: Optional[np.ndarray] = None  # None: ones (older versions)
+
+    @property
+    def competence(self) -> np.ndarray:
+        """Whether the model is in its depth: every factor but decisiveness."""
+        base = self.agreement * self.data_quality * self.warm_up
+        return base if self.familiarity is None else base * self.familiarity
 
     @property
     def total(self) -> np.ndarray:
-        return self.decisiveness * self.agreement * self.data_quality * self.warm_up
+        return self.decisiveness * self.competence
 
 
 def decisiveness(probability: np.ndarray, threshold: float = 0.5) -> np.ndarray:
@@ -198,12 +219,14 @@ def confidence(
     probability: Optional[np.ndarray] = None,
     threshold: float = 0.5,
     spread_reference: Optional[float] = None,
+    unseen: Optional[np.ndarray] = None,
 ) -> Confidence:
     """head_probabilities (N, K) calibrated per head; imputed, clipped (N, S) bool; steps_seen (N,)
     readings of the machine so far, this one included; warmup_steps >= 1 (0 disables the warm-up
     factor); probability (N,) the calibrated ensemble probability the decision uses (default: the
     heads' mean); threshold: alert_probability; spread_reference: the manifest's (None: the old
-    agreement formula)."""
+    agreement formula); unseen (N,) bool: the reading names a regime training did not have
+    (None: no familiarity factor, as older versions)."""
     probs = np.asarray(head_probabilities, dtype=np.float64)
     spread = probs.std(axis=1)
     p = probs.mean(axis=1) if probability is None else np.asarray(probability, dtype=np.float64)
@@ -225,4 +248,5 @@ def confidence(
         spread=spread,
         decisiveness=decisiveness(p, threshold),
         spread_ratio=ratio,
+        familiarity=None if unseen is None else np.where(np.asarray(unseen, dtype=bool), 0.0, 1.0),
     )

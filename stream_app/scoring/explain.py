@@ -3,8 +3,9 @@
 Model decisions: integrated gradients (Sundararajan et al. 2017) of the failure probability (mean
 of the heads' sigmoids at the last step) over the machine's buffered readings, run from the
 checkpointed LSTM state at the start of the buffer. Baseline: the training-mean reading, i.e.
-scaled sensor values 0 with missing flags 0, machine type and mode kept as they are (they are
-not something the machine "did"). Attributions sum to f(input) - f(baseline) up to the path
+scaled sensor values, missing flags and trend columns 0, machine type and mode kept as they are
+(they are not something the machine "did"). A sensor's contribution sums all of its columns
+(value, missing flag, trends). Attributions sum to f(input) - f(baseline) up to the path
 integral's quadrature error; that gap is checked, the grid refined while it is too large (16
 steps to start, up to 512 for a saturated model), and logged if it stays large. A counterfactual
 re-runs the buffer with one sensor held at its training mean. A batch's alerts are explained
@@ -20,7 +21,7 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -162,10 +163,12 @@ def replaced_probabilities(
     return np.split(probs, np.cumsum([len(gs) for gs in groups])[:-1])
 
 
-def mean_baseline(inputs: np.ndarray, n_sensors: int) -> np.ndarray:
-    """Training-mean reading: scaled sensors and missing flags 0, categories as observed."""
+def mean_baseline(inputs: np.ndarray, features: Union[MaintenanceFeatures, int]) -> np.ndarray:
+    """Training-mean reading: scaled sensors, missing flags and trends 0, categories as observed
+    (`features` an int: a spec of that many sensors without trend columns)."""
     baseline = inputs.copy()
-    baseline[:, : 2 * n_sensors] = 0.0
+    columns = features.activity_columns() if isinstance(features, MaintenanceFeatures) else slice(0, 2 * features)
+    baseline[:, columns] = 0.0
     return baseline
 
 
@@ -237,27 +240,27 @@ def explain_model_alerts(
 ) -> list[Explanation]:
     """The explanations of a batch's model alerts, in order: alerts that replay as many readings
     share one integrated-gradients pass and one counterfactual forward."""
-    s = features.n_sensors
     by_length: dict[int, list[int]] = {}
     for k, alert in enumerate(alerts):
         by_length.setdefault(len(alert.inputs), []).append(k)
     explanations: dict[int, Explanation] = {}
     for group in by_length.values():
         inputs = np.stack([alerts[k].inputs for k in group])
-        baselines = np.stack([mean_baseline(alerts[k].inputs, s) for k in group])
+        baselines = np.stack([mean_baseline(alerts[k].inputs, features) for k in group])
         states = (torch.cat([alerts[k].state[0] for k in group], dim=1), torch.cat([alerts[k].state[1] for k in group], dim=1))
         attrs = integrated_gradients_many(model, inputs, baselines, states)
-        pushers = [_pushers(_per_sensor(attr, s)) for attr in attrs]
-        held = [[(j, s + j) for j in p] for p in pushers]  # a sensor's value and missing flag
+        pushers = [_pushers(_per_sensor(attr, features)) for attr in attrs]
+        held = [[features.sensor_columns(j) for j in p] for p in pushers]  # a sensor's value, flag and trends
         alternatives = replaced_probabilities(model, inputs, baselines, states, held)
         for k, attr, push, alt in zip(group, attrs, pushers, alternatives):
             explanations[k] = _model_explanation(alerts[k], attr, push, alt, features, horizon_hours)
     return [explanations[k] for k in range(len(alerts))]
 
 
-def _per_sensor(attr: Attribution, s: int) -> np.ndarray:
-    """A sensor's contribution: its value's and its missing flag's."""
-    return attr.values[:, :s].sum(axis=0) + attr.values[:, s : 2 * s].sum(axis=0)
+def _per_sensor(attr: Attribution, features: MaintenanceFeatures) -> np.ndarray:
+    """A sensor's contribution: its value's, its missing flag's and its trends'."""
+    per_column = attr.values.sum(axis=0)
+    return np.array([per_column[features.sensor_columns(j)].sum() for j in range(features.n_sensors)])
 
 
 def _pushers(per_sensor: np.ndarray) -> list[int]:
@@ -272,14 +275,16 @@ def _model_explanation(
     features: MaintenanceFeatures, horizon_hours: float,
 ) -> Explanation:
     ctx, inputs, event_ids, event_ts = alert.ctx, alert.inputs, alert.event_ids, alert.event_ts
-    per_sensor = _per_sensor(attr, features.n_sensors)
+    per_sensor = _per_sensor(attr, features)
     per_step = attr.values.sum(axis=1)
     t_len = len(inputs)
+    mode = features.mode_of(inputs[-1])  # the scaling of the reading's operating mode, where the spec has one
 
     order = np.argsort(-np.abs(per_sensor))[:TOP_SENSORS]
     contributions = [
         Contribution(
-            name=features.sensors[j], value=features.unscale(j, float(inputs[-1, j])), contribution=float(per_sensor[j])
+            name=features.sensors[j], value=features.unscale(j, float(inputs[-1, j]), mode),
+            contribution=float(per_sensor[j]),
         )
         for j in order
     ]
@@ -296,7 +301,8 @@ def _model_explanation(
     # Counterfactuals: the pushers held at their training mean.
     counterfactuals = []
     for j, alt in zip(pushers, alt_probs):
-        name, actual, typical = features.sensors[j], features.unscale(j, float(inputs[-1, j])), features.unscale(j, 0.0)
+        name = features.sensors[j]
+        actual, typical = features.unscale(j, float(inputs[-1, j]), mode), features.unscale(j, 0.0, mode)
         counterfactuals.append(Counterfactual(
             feature=name, actual=actual, alternative=typical, score_actual=attr.f_input, score_alternative=float(alt),
             text=(f"if {name} were {typical:.3g} (typical) instead of {actual:.3g} over the last {t_len} readings, "
@@ -337,13 +343,25 @@ def _model_explanation(
     )
 
 
-def explain_rule_alert(ctx: AlertContext, rules: RuleSet, values: np.ndarray, why_rules: str) -> Explanation:
-    """values (R,): the raw values the rules saw (the last observed one for a missing sensor)."""
-    violations = rules.violations(values)
+def explain_rule_alert(
+    ctx: AlertContext, rules: RuleSet, values: np.ndarray, why_rules: str,
+    previous: Optional[np.ndarray] = None, hours: Optional[float] = None,
+) -> Explanation:
+    """values (R,): the raw values the rules saw (the last observed one for a missing sensor);
+    previous (R,) / hours: the machine's previous reading's values and how long before, for the
+    rate-of-change limits."""
+    violations = rules.violations(values, previous, hours)
     fired = "; ".join(v.describe() for v in violations) or "no limit"
     worst = violations[0] if violations else None
     counterfactuals = []
-    if worst is not None:
+    if worst is not None and worst.side == "rate":
+        counterfactuals.append(Counterfactual(
+            feature=worst.sensor, actual=worst.value, alternative=worst.limit, score_actual=worst.exceedance,
+            score_alternative=0.0,
+            text=f"if {worst.sensor} had changed by at most {worst.limit:g} per hour instead of {worst.value:.4g}, "
+                 "this rule would not have fired",
+        ))
+    elif worst is not None:
         stay = "at or below" if worst.side == "high" else "at or above"
         others = f" ({len(violations) - 1} other limit(s) also breached)" if len(violations) > 1 else ""
         counterfactuals.append(Counterfactual(
@@ -361,13 +379,14 @@ def explain_rule_alert(ctx: AlertContext, rules: RuleSet, values: np.ndarray, wh
         "Rule values are this reading's raw values, or the last observed value for a sensor it lacked: "
         + ", ".join(f"{k}={'n/a' if v is None else f'{v:.4g}'}" for k, v in observed.items()) + ".",
         "A breached limit is an observation, not an estimate: confidence 1.0; score = fraction past the limit. "
-        "Physical limits are engineering limits; trained limits are the edge of the healthy range in the training data.",
+        "Physical limits are engineering limits; trained limits are the edge of the healthy range in the training data "
+        "(rate-of-change limits: the fastest healthy change between consecutive readings there).",
         *(f"Counterfactual: {c.text}." for c in counterfactuals),
     ]
     return Explanation(
         alert_id=ctx.alert_id, kind=ALERT_KIND, entity_id=ctx.machine_id, model_name=MODEL_NAME,
         model_version=ctx.model_version, decision_source="rule", method="physical_limits",
-        summary=summary, text="\n".join(lines), counterfactuals=counterfactuals, rules=rules.checks(values),
+        summary=summary, text="\n".join(lines), counterfactuals=counterfactuals, rules=rules.checks(values, previous, hours),
         inputs_sha256=_canonical_digest({"machine_id": ctx.machine_id, "event_id": ctx.event_id, "values": observed}),
         created_at=ctx.created_at,
     )

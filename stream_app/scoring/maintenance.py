@@ -5,15 +5,18 @@ tensors indexed by a slot per machine; a batch gathers its machines' states, run
 step and scatters the new states back. Several readings of one machine in a batch are processed
 in rounds (one reading per machine per round, in arrival order), one batched step per round.
 
-Decisions. With a usable model and confidence >= min_confidence the model decides (alert when
-p >= alert_probability); otherwise the physical-limit rules decide (alert when a limit is
-breached). p is the calibrated failure probability and confidence the product described in
-stream_app.scoring.confidence (decisiveness x agreement x data quality x warm-up): with the default
-gate the model alerts on its own only when p >= ~0.85 and stays silent on its own only when
-p <= ~0.15. A prediction always carries the model's own probability and confidence when there is
-a model, so dashboards see what the model thought even when the rules decided; without a model
-its probability is 1 (confidence 1) when a limit is breached, else 0 (confidence 0: no evidence
-either way), with horizon 0 h (a breach is a present condition) and no time to failure.
+Decisions. A version with a stored operating point (stream_app.scoring.operating_point) decides
+whenever it is in its depth, i.e. its competence (agreement x data quality x warm-up x
+familiarity, stream_app.scoring.confidence) >= min_confidence, and alerts when the calibrated
+probability p reaches the threshold its validation curve gives for the settings' false-alert
+budget; otherwise (warm-up, poor data, an unseen regime, heads far apart) the physical-limit
+rules decide (alert when a limit is breached). A version without one (older) keeps the older
+policy: the model decides when its confidence, decisiveness included, >= min_confidence, and
+alerts at p >= alert_probability. A prediction always carries the model's own probability and
+confidence when there is a model, so dashboards see what the model thought even when the rules
+decided; without a model its probability is 1 (confidence 1) when a limit is breached, else 0
+(confidence 0: no evidence either way), with horizon 0 h (a breach is a present condition) and
+no time to failure.
 
 Per-machine choices worth knowing:
 * Repair: a reading whose `cycle` is below the machine's last one means the machine was repaired
@@ -29,7 +32,7 @@ Per-machine choices worth knowing:
 * Explanations replay the machine's last settings.explain_window readings (fewer early in a life)
   from a float16 checkpoint of the LSTM state before them (see MachineStates): the window and
   the checkpoint shape explanations only, never predictions.
-* Machines are never evicted: state grows with the fleet (see state_bytes(), ~2.4 KB a machine
+* Machines are never evicted: state grows with the fleet (see state_bytes(), ~2.3 KB a machine
   with the trained model and the default window).
 """
 
@@ -52,6 +55,7 @@ from stream_app.features.maintenance import MaintenanceFeatures
 from stream_app.models.maintenance_lstm import MaintenanceLSTM
 from stream_app.registry import ModelRegistry, ModelVersion
 from stream_app.scoring.confidence import EPS, Calibration, Confidence, confidence
+from stream_app.scoring.operating_point import OperatingPoint
 from stream_app.scoring.explain import (
     ALERT_KIND, MODEL_NAME, AlertContext, ReplayedAlert, explain_model_alerts, explain_rule_alert,
 )
@@ -96,6 +100,8 @@ class LoadedModel:
     calibration: Calibration = Calibration()
     # the manifest's confidence.spread_reference; None (older models): the old agreement formula
     spread_reference: Optional[float] = None
+    # the manifest's "decision"; None (older models): the older decision policy
+    operating_point: Optional[OperatingPoint] = None
 
     @classmethod
     def from_version(cls, version: ModelVersion) -> "LoadedModel":
@@ -118,6 +124,7 @@ class LoadedModel:
         if conf is not None and not isinstance(conf, dict):
             raise ValueError(f"manifest 'confidence' must be an object, not {conf!r}")
         reference = _positive(conf, "spread_reference") if conf and "spread_reference" in conf else None
+        decision = manifest.get("decision")
         return cls(
             version=version.version,
             model=model,
@@ -128,6 +135,7 @@ class LoadedModel:
             warmup_steps=warmup,
             calibration=calibration,
             spread_reference=reference,
+            operating_point=OperatingPoint.from_manifest(decision) if decision is not None else None,
         )
 
 
@@ -176,6 +184,7 @@ class MachineStates:
         # name -> (per-slot shape, dtype, fill)
         self._spec: dict[str, tuple[tuple[int, ...], Any, Any]] = {
             "rule_last": ((n_rule,), np.float64, np.nan),  # raw, unclipped: what rules check
+            "rule_fresh": ((n_rule,), np.bool_, False),  # observed in the machine's last reading (rates)
             "steps": ((), np.int64, 0),
             "cycle": ((), np.int64, -1),
             "newest_ts": ((), np.float64, -np.inf),
@@ -190,7 +199,8 @@ class MachineStates:
             layout = model.features.input_layout()
             self._inputs = {name: f"hist_{name}" for name in layout}
             self._spec |= {
-                "last": ((model.features.n_sensors,), np.float32, np.nan),  # clipped, for encode_step's forward fill
+                # encode_step's memory: last clipped values (forward fill), then any trend memory
+                "last": ((model.features.memory_width,), np.float32, np.nan),
                 **{self._inputs[name]: ((window, *shape), dtype, 0) for name, (shape, dtype) in layout.items()},
                 "hist_age_ms": ((window,), np.uint32, 0),
                 "hist_ids": ((window,), np.dtype("S1"), b""),  # widened to the longest id seen (_widen_ids)
@@ -371,6 +381,10 @@ class _Batch:
         self.imputed = np.zeros((n, n_sensors), dtype=bool)
         self.clipped = np.zeros((n, n_sensors), dtype=bool)
         self.rule_values = np.full((n, n_rule), np.nan)
+        self.rule_previous = np.full((n, n_rule), np.nan)  # the previous reading's values, for rates
+        self.rule_hours = np.full(n, np.nan)  # hours since the machine's previous reading
+        self.competence = np.zeros(n)
+        self.familiarity = np.ones(n)
         self.exceedance = np.zeros(n)
         self.model_decides = np.zeros(n, dtype=bool)
         self.alert = np.zeros(n, dtype=bool)
@@ -403,6 +417,10 @@ class MaintenanceScorer:
             self._explained_model = model.model if cal.identity else CalibratedModel(model.model, cal).eval()
         self.rules = rules if rules is not None else RuleSet.with_overrides(None)
         self.model_version: Optional[str] = model.version if model else None
+        # The operating point the served version was trained with (None: the older policy) and
+        # the threshold it gives for these settings.
+        self._policy: Optional[OperatingPoint] = model.operating_point if model else None
+        self.threshold = self._policy.threshold_for(settings) if self._policy else settings.alert_probability
         self._unavailable = unavailable_reason
         self._lock = threading.Lock()
         # Reading columns: the model's sensors first, then rule-only sensors.
@@ -465,8 +483,10 @@ class MaintenanceScorer:
 
     @staticmethod
     def _manifest_rules(version: ModelVersion) -> RuleSet:
+        manifest = version.manifest
         try:
-            return RuleSet.with_overrides(version.manifest.get("rule_limits"))
+            return RuleSet.with_overrides(manifest.get("rule_limits"), manifest.get("rule_rates"),
+                                          manifest.get("rule_rate_max_gap_hours"))
         except (ValueError, TypeError, AttributeError) as exc:
             log.warning("ignoring rule_limits of %s %s (%s); using the default limits",
                         MODEL_NAME, version.version, exc)
@@ -588,14 +608,20 @@ class MaintenanceScorer:
             st.reset(slots[repaired])
         raw = b.raw[idx]
         rule_raw = raw[:, self._rule_cols]
-        rule_values = np.where(np.isnan(rule_raw), st.rule_last[slots], rule_raw)
+        observed = ~np.isnan(rule_raw)
+        rule_values = np.where(observed, rule_raw, st.rule_last[slots])
         steps = st.steps[slots] + 1
         b.late[idx], b.steps[idx], b.rule_values[idx] = late, steps, rule_values
+        if self.rules.has_rates:  # a rate needs the sensor in this reading and the one before
+            # (a repaired machine's rule_fresh was reset above: no rate across lives)
+            b.rule_previous[idx] = np.where(st.rule_fresh[slots] & observed, st.rule_last[slots], np.nan)
+            b.rule_hours[idx] = (ts - st.newest_ts[slots]) / 3600.0
 
         x = self._model_step(b, idx, slots, raw, commit) if self._model else None
 
         cs = slots[commit]
         st.rule_last[cs] = rule_values[commit]
+        st.rule_fresh[cs] = observed[commit]
         st.steps[cs] = steps[commit]
         st.cycle[cs] = np.where(cycles[commit] >= 0, cycles[commit], st.cycle[cs])
         st.newest_ts[cs] = ts[commit]
@@ -607,7 +633,8 @@ class MaintenanceScorer:
         """One batched LSTM step; fills probabilities, TTF and confidence; returns inputs (n, F)."""
         m, st = self._model, self._state
         assert m is not None
-        types, modes = m.features.category_indices([b.types[i] for i in idx], [b.modes[i] for i in idx])
+        names_t, names_m = [b.types[i] for i in idx], [b.modes[i] for i in idx]
+        types, modes = m.features.category_indices(names_t, names_m)
         x, new_last, imputed, clipped = m.features.encode_step(raw[:, : self._n_sensors], st.last[slots], types, modes)
         slot_t = torch.from_numpy(slots)
         state = (st.h.index_select(1, slot_t), st.c.index_select(1, slot_t))
@@ -630,11 +657,15 @@ class MaintenanceScorer:
         p = cal.ensemble(raw_heads)
         b.p[idx] = p
         b.imputed[idx], b.clipped[idx] = imputed, clipped
+        unseen = m.features.unseen_categories(names_t, names_m) if self._policy else None
         parts: Confidence = confidence(
             cal.heads(raw_heads), imputed, clipped, b.steps[idx], m.warmup_steps,
-            probability=p, threshold=self.settings.alert_probability, spread_reference=m.spread_reference,
+            probability=p, threshold=self.threshold, spread_reference=m.spread_reference, unseen=unseen,
         )
         b.conf[idx] = parts.total
+        b.competence[idx] = parts.competence
+        if parts.familiarity is not None:
+            b.familiarity[idx] = parts.familiarity
         b.agreement[idx], b.quality[idx] = parts.agreement, parts.data_quality
         b.warm_up[idx], b.spread[idx] = parts.warm_up, parts.spread
         b.decisiveness[idx], b.spread_ratio[idx] = parts.decisiveness, parts.spread_ratio
@@ -642,13 +673,15 @@ class MaintenanceScorer:
 
     def _decide(self, b: _Batch, idx: np.ndarray, slots: np.ndarray, ts: np.ndarray, x: Optional[np.ndarray]) -> None:
         s, st = self.settings, self._state
-        exceed = self.rules.exceedance(b.rule_values[idx])
+        exceed = self.rules.exceedance(b.rule_values[idx], b.rule_previous[idx], b.rule_hours[idx])
         worst = exceed.max(axis=1) if exceed.shape[1] else np.zeros(len(idx))
         b.exceedance[idx] = worst
         breached = worst > 0
         if self._model:
-            model_decides = b.conf[idx] >= s.min_confidence
-            want = np.where(model_decides, b.p[idx] >= s.alert_probability, breached)
+            # The older policy gates on the whole confidence; a stored operating point on competence.
+            gate = b.competence[idx] if self._policy else b.conf[idx]
+            model_decides = gate >= s.min_confidence
+            want = np.where(model_decides, b.p[idx] >= self.threshold, breached)
         else:
             model_decides = np.zeros(len(idx), dtype=bool)
             want = breached
@@ -666,11 +699,11 @@ class MaintenanceScorer:
             self._replay_for(b, int(idx[pos]), x[pos])
 
     # --- alerts and texts ---------------------------------------------------------------------
-    def _alert_context(self, r: SensorReading, p: float, conf: float, created: datetime) -> AlertContext:
+    def _alert_context(self, r: SensorReading, p: float, conf: float, competence: float, created: datetime) -> AlertContext:
         return AlertContext(
             alert_id=deterministic_id("maintenance-alert", r.machine_id, r.event_id, self.model_version),
             machine_id=r.machine_id, event_id=r.event_id, event_ts=r.ts, model_version=self.model_version,
-            probability=p, confidence=conf, decision=self._model_decision(p, conf), created_at=created,
+            probability=p, confidence=conf, decision=self._model_decision(p, conf, competence), created_at=created,
         )
 
     def _replay_for(self, b: _Batch, i: int, x: np.ndarray) -> None:
@@ -678,7 +711,7 @@ class MaintenanceScorer:
         inputs, ids, times, state = self._state.history(int(b.slots[i]))
         if b.late[i]:  # scored from the current state without being stored: replay it last
             inputs, ids, times = np.vstack([inputs, x[None]]), ids + [r.event_id], np.append(times, b.ts[i])
-        ctx = self._alert_context(r, float(b.p[i]), float(b.conf[i]), datetime.now(timezone.utc))
+        ctx = self._alert_context(r, float(b.p[i]), float(b.conf[i]), float(b.competence[i]), datetime.now(timezone.utc))
         b.replays[i] = ReplayedAlert(ctx, inputs, state, ids, times)
 
     def _explain_models(self, b: _Batch) -> None:
@@ -705,9 +738,10 @@ class MaintenanceScorer:
                     explanation="explanation not computed (scorer built with explain=False)",
                 )
         else:
-            ctx = self._alert_context(r, c.p[i], c.conf[i], created)
+            ctx = self._alert_context(r, c.p[i], c.conf[i], c.competence[i], created)
+            previous, hours = b.rule_previous[i], float(b.rule_hours[i])
             why = self._why_rules(b, c, i)
-            explanation = b.explanations[i] = explain_rule_alert(ctx, self.rules, b.rule_values[i], why)
+            explanation = b.explanations[i] = explain_rule_alert(ctx, self.rules, b.rule_values[i], why, previous, hours)
             score, severity = c.exceedance[i], "critical" if c.exceedance[i] >= LARGE_EXCEEDANCE else "warning"
             conf = 1.0  # a breached hard physical limit is a fact, not an estimate
         return Alert(
@@ -717,17 +751,23 @@ class MaintenanceScorer:
             event_ts=r.ts, explanation=explanation.summary,
         )
 
-    def _model_decision(self, p: float, conf: float) -> str:
-        s = self.settings
-        op = ">=" if p >= s.alert_probability else "<"
-        return f"p={p:.2f} {op} {s.alert_probability:.2f} at confidence {conf:.2f} >= {s.min_confidence:.2f}"
+    def _model_decision(self, p: float, conf: float, competence: float) -> str:
+        s, thr = self.settings, self.threshold
+        op = ">=" if p >= thr else "<"
+        if self._policy is None:
+            return f"p={p:.2f} {op} {thr:.2f} at confidence {conf:.2f} >= {s.min_confidence:.2f}"
+        return (f"p={p:.3g} {op} {thr:.3g} (the alert threshold for {s.false_alert_budget:g} false alerts per "
+                f"machine-day) at competence {competence:.2f} >= {s.min_confidence:.2f}")
 
     def _why_rules(self, b: _Batch, c: "_Columns", i: int) -> str:
         if self._model is None:
             return self._unavailable
         factors = []
-        if c.decisiveness[i] < 1:
-            thr = self.settings.alert_probability
+        if c.familiarity[i] < 1:
+            factors.append((c.familiarity[i], f"unseen regime: machine type {b.types[i]!r}, operating mode "
+                                              f"{b.modes[i]!r} (training had {self._known_regimes()})"))
+        if c.decisiveness[i] < 1 and self._policy is None:
+            thr = self.threshold
             factors.append((c.decisiveness[i], f"undecided: p={c.p[i]:.2f} {'>=' if c.p[i] >= thr else '<'} {thr:.2f} "
                                                f"is right with probability {c.decisiveness[i]:.2f}"))
         if c.warm_up[i] < 1:
@@ -742,13 +782,22 @@ class MaintenanceScorer:
             factors.append((c.quality[i], "; ".join(names)))
         factors.sort(key=lambda f: f[0])
         shown = [text for value, text in factors if value < 0.99] or [text for _, text in factors[:1]]
+        if self._policy is not None:
+            return (f"model out of its depth: competence {c.competence[i]:.2f} < {self.settings.min_confidence:.2f} "
+                    f"({'; '.join(shown)})")
         return f"confidence {c.conf[i]:.2f} < {self.settings.min_confidence:.2f} ({'; '.join(shown)})"
+
+    def _known_regimes(self) -> str:
+        assert self._model is not None
+        f = self._model.features
+        return f"types {', '.join(f.machine_types) or '-'}; modes {', '.join(f.operating_modes) or '-'}"
 
     def _reason(self, b: _Batch, c: "_Columns", i: int) -> str:
         if c.model_decides[i]:
-            text = f"model decided: {self._model_decision(c.p[i], c.conf[i])}"
+            text = f"model decided: {self._model_decision(c.p[i], c.conf[i], c.competence[i])}"
         else:
-            violations = self.rules.violations(b.rule_values[i]) if c.exceedance[i] > 0 else []
+            violations = (self.rules.violations(b.rule_values[i], b.rule_previous[i], float(b.rule_hours[i]))
+                          if c.exceedance[i] > 0 else [])
             outcome = "; ".join(v.describe() for v in violations)
             outcome = f"limit breached: {outcome}" if violations else "no limit breached"
             text = f"rules decided ({self._why_rules(b, c, i)}); {outcome}"
@@ -793,6 +842,8 @@ class _Columns:
 
     p: list[float]
     conf: list[float]
+    competence: list[float]
+    familiarity: list[float]
     agreement: list[float]
     decisiveness: list[float]
     spread_ratio: list[float]

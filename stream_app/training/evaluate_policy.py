@@ -1,13 +1,14 @@
 """The decision policy users actually get, evaluated on the test period.
 
 The per-reading metrics of the training report judge the model's probability. Users get
-something else: the live scorer's alerts, where the model decides only when its confidence
-clears the gate, the physical-limit rules decide otherwise, and a cooldown keeps one alert per
-machine per few hours. This module measures that, with the real scorer:
+something else: the live scorer's alerts, where the model decides at its stored alert
+threshold whenever it is in its depth (competence clears the gate), the physical-limit rules
+decide otherwise, and a cooldown keeps one alert per machine per few hours. This module
+measures that, with the real scorer:
 
 * the version just written is loaded by `MaintenanceScorer.from_version` (the same loading,
-  calibration, confidence and decisions as a worker), with settings as live: alert_probability,
-  min_confidence and the cooldown;
+  calibration, operating point, confidence and decisions as a worker), with settings as live:
+  the false-alert budget, min_confidence and the cooldown;
 * every life that reaches into the test period is streamed through `score_batch` from its first
   reading, in global event-time order, in batches of `batch_size` readings; failure/repair
   outcomes call `reset_machine(machine, outcome time)` between batches as the outcomes agent
@@ -16,10 +17,10 @@ machine per few hours. This module measures that, with the real scorer:
   not change decisions.
 
 Readings at or after the cutoff are then scored against the labels. For comparison, on the same
-readings: the model alone (alert whenever the calibrated probability >= alert_probability, no
-gate, same cooldown), the rules alone (the same scorer with no model: what the product does
-when the model is unavailable), and the linear baseline (its calibrated probability, as the
-model alone).
+readings: the model alone (alert whenever the calibrated probability reaches the served
+threshold, no gate, same cooldown), the rules alone (the same scorer with no model: what the
+product does when the model is unavailable), and each baseline (its calibrated probability at
+its own threshold, chosen for the same budget on the same validation slice).
 
 Metrics (alerts are the ones emitted, after the cooldown):
   failures caught   failures in the test period (with a test reading within the horizon before
@@ -54,7 +55,7 @@ from stream_app.settings import MaintenanceSettings
 
 # Confidence bands of the reliability table: [lo, hi), the last one closed.
 CONFIDENCE_BANDS: tuple[tuple[float, float], ...] = ((0.0, 0.5), (0.5, 0.7), (0.7, 0.85), (0.85, 0.95), (0.95, 1.0))
-POLICIES = ("product", "model_only", "rules_only", "baseline")
+POLICIES = ("product", "model_only", "rules_only", "baseline", "trees")
 
 
 @dataclass
@@ -248,37 +249,40 @@ def evaluate_policy(
     readings: Sequence[SensorReading],
     outcomes: Sequence[MaintenanceOutcome],
     lives: Sequence[LifeView],
-    baseline_probability: Sequence[np.ndarray],
+    baselines: dict[str, tuple[Sequence[np.ndarray], float]],
     cutoff: float,
     horizon_hours: float,
     interval_minutes: float,
     batch_size: int = 400,
 ) -> dict[str, Any]:
     """Everything above for `lives` (all lives; those ending before the cutoff are skipped);
-    `baseline_probability` per life, aligned with `lives`."""
+    `baselines`: name -> (calibrated probability per life, aligned with `lives`; its threshold)."""
     started = time.perf_counter()
     chosen = [k for k, l in enumerate(lives) if len(l.t) and l.t[-1] >= cutoff]
     views = [lives[k] for k in chosen]
-    base_p = [np.asarray(baseline_probability[k]) for k in chosen]
 
-    product = stream(MaintenanceScorer.from_version(version, settings, explain=False), readings, outcomes, views, batch_size)
+    served = MaintenanceScorer.from_version(version, settings, explain=False)
+    product = stream(served, readings, outcomes, views, batch_size)
     rules = stream(
         MaintenanceScorer(settings, None, MaintenanceScorer._manifest_rules(version), "rules-only evaluation", explain=False),
         readings, outcomes, views, batch_size,
     )
-    thr, cool = settings.alert_probability, settings.alert_cooldown_s
+    thr, cool = served.threshold, settings.alert_cooldown_s
     model_want = [p >= thr for p in product.p]
-    base_want = [p >= thr for p in base_p]
     model_only = [with_cooldown(l.t, w, cool) for l, w in zip(views, model_want)]
-    baseline = [with_cooldown(l.t, w, cool) for l, w in zip(views, base_want)]
     args = (cutoff, horizon_hours, interval_minutes)
     never = [np.zeros(len(l.t), bool) for l in views]
     metrics = {
         "product": alert_metrics(product.alert, views, *args, [~m for m in product.by_model], product.want),
         "model_only": alert_metrics(model_only, views, *args, never, model_want),
         "rules_only": alert_metrics(rules.alert, views, *args, [~n for n in never], rules.want),
-        "baseline": alert_metrics(baseline, views, *args, never, base_want),
     }
+    thresholds = {"model_only": thr}
+    for name, (probability, base_thr) in baselines.items():
+        want = [np.asarray(probability[k]) >= base_thr for k in chosen]
+        alerts = [with_cooldown(l.t, w, cool) for l, w in zip(views, want)]
+        metrics[name] = alert_metrics(alerts, views, *args, never, want)
+        thresholds[name] = base_thr
     test = [l.t >= cutoff for l in views]
     by_source = {
         "model": int(sum((a & m & s).sum() for a, m, s in zip(product.alert, product.by_model, test))),
@@ -287,10 +291,13 @@ def evaluate_policy(
     return {
         "model_version": version.version,
         "settings": {
-            "alert_probability": thr,
+            "alert_threshold": thr,
+            "false_alert_budget": settings.false_alert_budget,
             "min_confidence": settings.min_confidence,
             "alert_cooldown_hours": cool / 3600.0,
+            "policy": "operating point" if served._policy is not None else "confidence gate",
         },
+        "thresholds": thresholds,
         "batch_size": batch_size,
         "streamed_lives": len(views),
         "streamed_readings": int(sum(len(l.t) for l in views)),
@@ -302,3 +309,4 @@ def evaluate_policy(
         "scoring_seconds": {"product": round(product.seconds, 2), "rules_only": round(rules.seconds, 2)},
         "seconds": round(time.perf_counter() - started, 2),
     }
+

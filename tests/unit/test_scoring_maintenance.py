@@ -325,20 +325,34 @@ def test_state_grows_by_doubling_and_is_measured(registry):
 
 
 def test_state_per_machine_fits_the_fleet_memory_target(tmp_path):
-    """Issue #7: 8,000 machines streaming with all per-machine state under 20 MB. The trained
-    model's shape (2 x 64 LSTM; 8 sensors, 3 machine types, 3 modes), the default explanation
-    window full, ~20-character event ids, machine ids in the slot dict counted."""
+    """8,000 machines streaming with all per-machine state under 20 MB. The trained model's shape
+    (the trainer's default LSTM; 8 sensors with per-mode scaling and the trend memory at the
+    trainer's defaults, 3 machine types, 3 modes; learned level and rate limits for every
+    sensor), the default explanation window full, ~20-character event ids, machine ids in the
+    slot dict counted."""
+    from stream_app.training.maintenance import TrainConfig, trend_parameters
+
+    config = TrainConfig()
     rng = np.random.default_rng(0)
     sensors = SENSORS + ["s5", "s6", "s7"]
-    raw = rng.normal(10.0, 1.0, size=(100, len(sensors)))
-    features = MaintenanceFeatures.fit(raw, sensors, ["fan", "press", "pump"], ["idle", "run", "stop"])
-    registry = write_artifact(tmp_path, random_model(features, hidden=64, layers=2), features)
+    raw = rng.normal(10.0, 1.0, size=(300, len(sensors)))
+    alphas, baseline = trend_parameters(config, INTERVAL_MIN)
+    modes = ["idle", "run", "stop"]
+    features = MaintenanceFeatures.fit(raw, sensors, ["fan", "press", "pump"], modes, modes=modes * 100,
+                                       trend_alphas=alphas, baseline_steps=baseline)
+    assert features.n_derived_columns == 2 * len(sensors)
+    model = random_model(features, hidden=config.hidden, layers=config.layers, heads=config.heads)
+    limits = {s: {"low": 0.0, "high": 100.0} for s in sensors}
+    registry = write_artifact(tmp_path, model, features, rule_limits=limits, rule_rates={s: 50.0 for s in sensors},
+                              rule_rate_max_gap_hours=1.0)
     scorer = _scorer(registry)
+    assert len(scorer.rules.sensors) == len(sensors) and scorer.rules.has_rates
     machines, window = 1000, MaintenanceSettings().explain_window
     for k in range(window + 4):
         scorer.score_batch([
             SensorReading(event_id=f"m{m:05d}-l01-{k:06d}", ts=T0 + timedelta(minutes=INTERVAL_MIN * k),
-                          machine_id=f"m{m:05d}", sensors=_healthy(), machine_type="press", operating_mode="run")
+                          machine_id=f"m{m:05d}", sensors={**_healthy(), "s5": 10.0, "s6": 10.0, "s7": 10.0},
+                          machine_type="press", operating_mode="run")
             for m in range(machines)
         ])
     assert scorer.machines == machines

@@ -24,6 +24,8 @@ from stream_app.training.maintenance import TTF_EXACT, TTF_LOWER, TTF_NONE, Trai
 from stream_app.scoring.confidence import Calibration
 from stream_app.scoring.maintenance import MaintenanceScorer
 from stream_app.settings import MaintenanceSettings
+from stream_app.scoring.operating_point import OperatingPoint, choose
+from stream_app.training import baseline_store
 from stream_app.training import evaluate_policy as ep
 from stream_app.training.report import Report, average_precision, roc_auc, threshold_metrics
 
@@ -45,6 +47,9 @@ MANIFEST_KEYS = {
     "split",
     "calibration",
     "confidence",
+    "decision",
+    "baselines",
+    "rule_rates",
 }
 
 
@@ -285,6 +290,27 @@ def test_rule_limits_learned_and_merged_with_physical_defaults() -> None:
     assert limits["vibration_rms"] == {"low": None, "high": None} and notes
 
 
+def test_rate_limits_learned_from_consecutive_healthy_readings() -> None:
+    hours = np.arange(0.0, 600.0, 0.5)
+    rng = np.random.default_rng(0)
+    raw = np.c_[60 + np.cumsum(rng.normal(0, 0.2, len(hours))), np.full(len(hours), np.nan)]
+    raw[100, 0] = np.nan  # a gap: the pairs around it are skipped
+    t = hours * 3600
+    t[300:] += 10 * 3600  # a pause longer than the gap: the pair across it is skipped
+    raw[-100, 0] += 50.0  # a jump near the end of the life, which is not healthy: it does not count
+    healthy = np.ones(len(t), bool)
+    healthy[-200:] = False
+    life = mt.Life("m", 0, np.arange(len(t)), t, "censored", t[-1])
+    enc = mt.Encoded(life, raw.astype(np.float32), np.zeros(len(t), int), np.zeros(len(t), int), np.zeros((len(t), 1)))
+    rates = mt.rule_rates(["temp", "never"], [enc], [healthy], 1.0, 0.999, 0.25, 200)
+    keep = np.ones(len(t) - 1, bool)
+    keep[[99, 100, 299]] = False
+    keep[-200:] = False
+    expected = np.quantile(np.abs(np.diff(raw[:, 0]))[keep] / 0.5, 0.999) * 1.25
+    assert rates["temp"] == pytest.approx(expected, rel=1e-5)
+    assert rates["never"] is None  # no observed pair: no limit
+
+
 def test_report_renders_markdown_and_json(tmp_path: Path) -> None:
     report = Report("Title", data={"value": np.float32(1.5), "nan": float("nan")})
     report.text("Intro", "hello").kv("Facts", {"a": 1, "b": None}).table("T", ["x", "y"], [["r|1", 0.123456]])
@@ -367,6 +393,28 @@ def test_tiny_training_on_synthetic_fleet_writes_a_loadable_version(tmp_path: Pa
     assert report["calibration"]["fit"]["readings"] == man["split"]["validation_readings"] - _unlabelled_validation(
         readings, outcomes, man)
     _check_policy_section(version, report, man)
+    _check_operating_point_and_baselines(version, readings, outcomes)
+
+
+def _check_operating_point_and_baselines(version: Any, readings: list[SensorReading],
+                                         outcomes: list[MaintenanceOutcome]) -> None:
+    """The stored threshold is the curve's choice for the budget; the stored baselines, scored
+    again from their files, reproduce the test-period figures of the report."""
+    man = version.manifest
+    point = OperatingPoint.from_manifest(man["decision"])
+    assert point.curve and point.threshold == choose(point.curve, 0.1) == man["metrics"]["model"]["alert_threshold"]
+    stored = baseline_store.load_stored(version)
+    assert set(stored) == {"linear", "trees"}
+    cutoff = datetime.fromisoformat(man["split"]["cutoff"]).timestamp()
+    y, test = np.zeros(len(readings)), np.zeros(len(readings), bool)
+    for life in mt.split_lives(readings, outcomes)[0]:
+        lab = life_labels(life.t, life.end, life.end_t, H, CAP)
+        y[life.rows], test[life.rows] = lab.y, (life.t >= cutoff) & lab.y_mask
+    for name, key in (("linear", "baseline"), ("trees", "trees")):
+        p, ttf = baseline_store.score_readings(version, stored[name], readings, outcomes)
+        assert roc_auc(y[test], p[test]) == pytest.approx(man["metrics"][key]["roc_auc"], abs=1e-9)
+        assert stored[name].threshold == man["baselines"][name]["decision"]["threshold"]
+        assert ((ttf >= 0) & (ttf <= CAP)).all()
 
 
 def _unlabelled_validation(readings: list[SensorReading], outcomes: list[MaintenanceOutcome], man: dict) -> int:
@@ -386,9 +434,13 @@ def _check_policy_section(version: Any, report: dict, man: dict) -> None:
     policy = report["policy"]
     assert policy["model_version"] == version.version
     assert policy["test_readings"] == man["split"]["test_readings"]
-    assert policy["settings"] == {"alert_probability": 0.5, "min_confidence": 0.85, "alert_cooldown_hours": 6.0}
+    threshold = man["decision"]["threshold"]
+    assert policy["settings"] == {"alert_threshold": threshold, "false_alert_budget": 0.1, "min_confidence": 0.85,
+                                  "alert_cooldown_hours": 6.0, "policy": "operating point"}
+    assert policy["thresholds"]["model_only"] == threshold == man["metrics"]["model"]["alert_threshold"]
+    assert policy["thresholds"]["baseline"] == man["baselines"]["linear"]["decision"]["threshold"]
     pols = policy["policies"]
-    assert set(pols) == {"product", "model_only", "rules_only", "baseline"}
+    assert set(pols) == {"product", "model_only", "rules_only", "baseline", "trees"}
     for name, m in pols.items():
         assert m["failures"] == man["metrics"]["model"]["failures"] > 0
         assert 0 <= m["failures_caught"] <= m["failures"]
@@ -403,11 +455,14 @@ def _check_policy_section(version: Any, report: dict, man: dict) -> None:
     assert [b["band"] for b in bands] == ["[0, 0.5)", "[0.5, 0.7)", "[0.7, 0.85)", "[0.85, 0.95)", "[0.95, 1]"]
     labelled = man["metrics"]["model"]["n"]
     assert sum(b["readings"] for b in bands) == labelled
-    for b in bands:  # the gate: the model decides exactly the readings at confidence >= 0.85
-        assert b["decided_by_model"] == (b["readings"] if b["low"] >= 0.85 else 0)
+    # the gate is competence, not confidence: confident readings are the model's, and moderate
+    # probabilities (confidence below the gate) are decided by the model too once it is in its depth
+    for b in bands:
+        assert b["decided_by_model"] == (b["readings"] if b["low"] >= 0.85 else b["decided_by_model"])
+    assert sum(b["decided_by_model"] for b in bands if b["high"] <= 0.85) > 0
     text = version.file("report.md").read_text()
     for heading in ("## Decision policy on the test period", "## Confidence reliability (test period)",
-                    "## Calibration", "## Head spread and decision accuracy"):
+                    "## Calibration", "## Head spread and decision accuracy", "## Operating point (validation slice)"):
         assert heading in text
     assert "Pending" not in text
     product = pols["product"]
@@ -464,9 +519,11 @@ def test_policy_stream_resets_machines_on_outcomes(tmp_path: Path) -> None:
     got = ep.stream(scorer, readings, outcomes, views, batch_size=7)
     for p_stream, p_off in zip(got.p, offline):
         np.testing.assert_allclose(p_stream, p_off, atol=1e-5)
-    # decisions before the cooldown: the model's where it decided; emitted alerts are a subset
+    # decisions before the cooldown: the model's (at the version's threshold) where it decided;
+    # emitted alerts are a subset
+    assert scorer.threshold == version.manifest["decision"]["threshold"]
     for p, by_model, want, alert in zip(got.p, got.by_model, got.want, got.alert):
-        np.testing.assert_array_equal(want[by_model], p[by_model] >= 0.5)
+        np.testing.assert_array_equal(want[by_model], p[by_model] >= scorer.threshold)
         assert not (alert & ~want).any()
     assert sum(int(w.sum()) for w in got.want) > sum(int(a.sum()) for a in got.alert) > 0  # the cooldown suppressed some
     # without the outcomes the state runs on across lives: different probabilities
