@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence, TextIO
 
+from stream_app.kafka_preflight import tls_error
+
 UNEXPECTED = 1
 SETUP = 2  # a misconfiguration (stream_app/setup_error.py)
 INTERRUPTED = 130
@@ -110,7 +112,7 @@ def _kafka(exc: BaseException, address: str, embedded: bool) -> Optional[Explain
     """A broker that is down or unreachable, or one that refused this client."""
     name = type(exc).__name__
     text = str(exc)
-    tls = _ssl_error(exc)  # first: a refused handshake also ends in "Unable to bootstrap"
+    tls = tls_error(exc)  # first: a refused handshake also ends in "Unable to bootstrap"
     if tls is not None:
         return Explained(f"TLS handshake with {address} failed: {getattr(tls, 'reason', None) or tls}",
                          "check KAFKA_SECURITY_PROTOCOL and the KAFKA_SSL_* files against the broker's listener", SETUP)
@@ -134,19 +136,6 @@ def _kafka(exc: BaseException, address: str, embedded: bool) -> Optional[Explain
     if name == "UnknownTopicOrPartitionError":
         return Explained(f"a topic does not exist at {address}: {text or name}",
                          "check the topic names; `stream-app topics check` compares them with the product's")
-    return None
-
-
-def _ssl_error(exc: BaseException) -> Optional[BaseException]:
-    import ssl
-
-    seen: set[int] = set()
-    current: Optional[BaseException] = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, ssl.SSLError):
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
     return None
 
 

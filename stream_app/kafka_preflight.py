@@ -79,7 +79,7 @@ def _metadata_request() -> Any:
 
 def access_error(exc: BaseException, config: KafkaClientConfig, where: str) -> Optional[KafkaAccessError]:
     """The refusal `exc` stands for, or None when it is a broker being down or unreachable."""
-    tls = _tls_error(exc)
+    tls = tls_error(exc)
     if isinstance(tls, ssl.SSLCertVerificationError):
         trusted = f"KAFKA_SSL_CAFILE={config.cafile}" if config.cafile else "the system's CAs (KAFKA_SSL_CAFILE unset)"
         hint = "; or set KAFKA_SSL_CHECK_HOSTNAME=false" if "hostname" in str(tls.verify_message).lower() else ""
@@ -98,7 +98,7 @@ def access_error(exc: BaseException, config: KafkaClientConfig, where: str) -> O
     return None
 
 
-def _tls_error(exc: BaseException) -> Optional[ssl.SSLError]:
+def tls_error(exc: BaseException) -> Optional[ssl.SSLError]:
     """The SSL error behind `exc`: aiokafka wraps the one read after the handshake."""
     seen: set[int] = set()
     current: Optional[BaseException] = exc
