@@ -1,10 +1,15 @@
 """Writes deploy/grafana/dashboards/stream-app.json from the panel list below
 (`python deploy/grafana/build_dashboard.py`). The integration test runs every expression here
-against a real Prometheus scraping a real worker."""
+against a real Prometheus scraping a real worker.
+
+Two dashboard variables filter every panel: `$stream` (maintenance, supply_chain, demand) and
+`$instance` (the worker); `build()` adds their label matchers to each metric selector of the
+panel list, and `expressions()` gives the queries with "All" (`.*`) in their place."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 W = "[1m]"
@@ -42,6 +47,36 @@ PANELS: list[tuple[str, str, list[tuple[str, str]]]] = [
 ]
 
 
+# Metrics without a `stream` label: filtered by instance only.
+NO_STREAM = {"stream_app_alerts_total", "stream_app_consumer_lag", "stream_app_skipped_uncommitted_messages"}
+SELECTOR = re.compile(r"\b((?:stream_app|process)_[A-Za-z0-9_]+)(\{[^}]*\})?")
+VARIABLES = {
+    "stream": "label_values(stream_app_messages_total, stream)",
+    "instance": 'label_values(up{job="stream-app-workers"}, instance)',
+}
+
+
+def filtered(expr: str) -> str:
+    """`expr` with the `$instance` (and, where the metric has it, `$stream`) matchers added."""
+    def add(match: re.Match[str]) -> str:
+        name, labels = match.group(1), (match.group(2) or "{}")[1:-1]
+        matchers = [m for m in (labels.strip(),) if m]
+        if name not in NO_STREAM and not name.startswith("process_"):
+            matchers.append('stream=~"$stream"')
+        matchers.append('instance=~"$instance"')
+        return name + "{" + ", ".join(matchers) + "}"
+    return SELECTOR.sub(add, expr)
+
+
+def variable(name: str, query: str) -> dict:
+    return {
+        "name": name, "label": name, "type": "query", "query": {"query": query, "refId": name},
+        "definition": query, "datasource": {"type": "prometheus", "uid": "prometheus"},
+        "includeAll": True, "allValue": ".*", "multi": True, "refresh": 2, "sort": 1,
+        "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
+    }
+
+
 def build() -> dict:
     panels = []
     for i, (title, unit, targets) in enumerate(PANELS):
@@ -50,16 +85,22 @@ def build() -> dict:
             "datasource": {"type": "prometheus", "uid": "prometheus"},
             "gridPos": {"h": 8, "w": 12, "x": 12 * (i % 2), "y": 8 * (i // 2)},
             "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
-            "targets": [{"refId": chr(65 + j), "expr": expr, "legendFormat": legend} for j, (legend, expr) in enumerate(targets)],
+            "targets": [{"refId": chr(65 + j), "expr": filtered(expr), "legendFormat": legend} for j, (legend, expr) in enumerate(targets)],
         })
     return {
         "uid": "stream-app", "title": "stream-app: scoring, alerts, drift", "schemaVersion": 39,
         "time": {"from": "now-1h", "to": "now"}, "refresh": "10s", "tags": ["stream-app"], "panels": panels,
+        "templating": {"list": [variable(name, query) for name, query in VARIABLES.items()]},
     }
 
 
 def expressions(dashboard: dict) -> list[tuple[str, str]]:
-    return [(p["title"], t["expr"]) for p in dashboard["panels"] for t in p["targets"]]
+    """(panel title, PromQL) with every variable at "All", as Grafana sends them."""
+    def resolve(expr: str) -> str:
+        for name in VARIABLES:
+            expr = expr.replace(f"${name}", ".*")
+        return expr
+    return [(p["title"], resolve(t["expr"])) for p in dashboard["panels"] for t in p["targets"]]
 
 
 if __name__ == "__main__":
