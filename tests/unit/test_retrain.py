@@ -88,7 +88,10 @@ def test_promote_accepts_the_old_bools_and_the_modes() -> None:
 
 @pytest.fixture(scope="module")
 def fleet() -> tuple[list[Any], list[Any]]:
-    return mt.simulated_history(n_machines=10, seed=3, lives_per_machine=2)
+    # 16 machines: with 10, the calibration fitted on a validation slice of a few failures
+    # overshot on the test period (Brier 0.151 at ROC AUC 0.91), and the trained model lost on
+    # Brier score to an untrained one that says the base rate (0.113), so the gate refused it.
+    return mt.simulated_history(n_machines=16, seed=3, lives_per_machine=2)
 
 
 def test_train_compares_with_the_current_version_and_promotes_only_a_better_one(tmp_path: Path, fleet: Any) -> None:
