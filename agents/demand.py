@@ -41,6 +41,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import time
 from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
@@ -68,6 +69,7 @@ log = logging.getLogger(__name__)
 
 STREAM = "demand"
 REPLAY_BATCH = 2000
+REPLAY_STALL_S = 60.0  # no record for this long while replaying: give up on the rest
 Scored = tuple[EventResult, RawMessage]
 
 
@@ -258,6 +260,11 @@ class DemandHandle(SharedScorer[DemandScorer]):
                 log.exception("demand: replay of partition %d failed; its series start with a partial history", partition)
 
     async def _replay(self, topic: str, partition: int, end: int) -> int:
+        """Apply the partition's retained sales below `end`, in order. An empty fetch is not
+        the end: a loaded broker (or one just back from a pause) can take seconds to answer,
+        and stopping there leaves the partition's series with part of their history, so its
+        forecasts differ. Only retention having dropped the start, or a stall longer than
+        REPLAY_STALL_S, ends it short."""
         scorer = await self.get()
         limits = limits_from_settings(self.settings)
         tp = TopicPartition(topic, partition)
@@ -267,10 +274,20 @@ class DemandHandle(SharedScorer[DemandScorer]):
         try:
             consumer.assign([tp])
             await consumer.seek_to_beginning(tp)
-            while await consumer.position(tp) < end:
+            last_progress = time.monotonic()
+            while (position := await consumer.position(tp)) < end:
                 records = (await consumer.getmany(tp, timeout_ms=2000, max_records=REPLAY_BATCH)).get(tp, [])
                 if not records:
-                    break  # nothing more is retained
+                    first = (await consumer.beginning_offsets([tp]))[tp]
+                    if position < first:  # retention dropped the start: replay what is left
+                        consumer.seek(tp, first)
+                    elif time.monotonic() - last_progress > REPLAY_STALL_S:
+                        metrics.STATE_REPLAY_INCOMPLETE.labels(STREAM).inc()
+                        log.error("demand: partition %d replay stalled at %d of %d; its series miss the rest",
+                                  partition, position, end)
+                        break
+                    continue
+                last_progress = time.monotonic()
                 raw = [RawMessage(r.topic, r.partition, r.offset, r.key, r.value) for r in records if r.offset < end]
                 events = decode_batch(raw, SalesEvent, limits).events  # bad ones were dead-lettered the first time
                 counted += await self.run(scorer.replay, [(e, partition) for e in events])
