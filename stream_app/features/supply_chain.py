@@ -375,7 +375,7 @@ def encode(
     lot = graph.lot_view(tx, t)
     # Lot evidence is only trustworthy when the lot's first shipment was seen, or lots have been
     # watched long enough that a lot never seen has no provenance; otherwise neutral values.
-    if lot.provenance or t - graph.lots_since >= config.provenance_days * _DAY:
+    if graph.lot_watched(lot, t, config.provenance_days * _DAY):
         received = lot.source_received
         out[I["lot_known"]] = 1.0 if lot.known else 0.0
         out[I["lot_unproven"]] = 1.0 if not lot.provenance and received is None else 0.0

@@ -60,18 +60,17 @@ class Custody:
 
 def check(tx: SupplyChainTransaction, graph: TransactionGraph, watch_s: float, min_turnaround_s: float = 0.0) -> Custody:
     """tx must already be applied to the graph (as for the features)."""
+    t = tx.ts.timestamp()
+    view = graph.lot_view(tx, t)
+    watched = graph.lot_watched(view, t, watch_s)
     lot = graph.lots.get(tx.lot_id)
     if lot is None:
-        return Custody()
-    t = tx.ts.timestamp()
+        return Custody(watched=watched)
     src, dst = tx.source_id, tx.target_id
-    provenance = lot.origin_type == "manufacturer" and lot.origin_ts <= t
-    watched = provenance or t - graph.lots_since >= watch_s
-    origin = lot.origin == src and lot.origin_ts <= t
+    provenance, origin, earlier = view.provenance, view.source_is_origin, view.known
     receipts = [r for r in lot.received.get(src, ()) if r[0] < t]
     first_receipt = lot.holders.get(src)
-    received = first_receipt is not None and first_receipt < t
-    earlier = any(x < t for x in lot.ts)
+    received = view.source_received is not None
     first_sent = min((x for x, _, _ in lot.sent.get(src, ())), default=None)
     # a holder from before the data: it shipped the lot unreceived while lots were not yet watched
     predates = not provenance and first_sent is not None and first_sent < graph.lots_since + watch_s and (

@@ -267,6 +267,11 @@ class TransactionGraph:
             movements=earlier,
         )
 
+    def lot_watched(self, view: LotView, t: float, watch_s: float) -> bool:
+        """Whether a lot's custody evidence at `t` can be trusted: its first shipment was seen,
+        or lots have been watched for `watch_s` (a lot never seen then has no provenance)."""
+        return view.provenance or t - self.lots_since >= watch_s
+
     def suppliers_of(self, node: str, limit: int = 3) -> list[tuple[str, int]]:
         """The node's biggest suppliers by shipments (for explanations)."""
         pred = self.g._pred.get(node, {})

@@ -339,15 +339,10 @@ class SupplyChainScorer:
                         "robust": robust_statistic(x), "custody": np.array([c.bits for c in custody], dtype=np.float64),
                         "lanes": np.array([f.bits for f in a.lanes], dtype=np.float64)}
         a.vae_terms, a.cold = terms, cold
-        a.unwatched = np.array([self._lots_unwatched(tx) for tx in transactions], dtype=bool)
+        a.unwatched = np.array([not c.watched for c in custody], dtype=bool)
         a.coverage = (np.where(cold, COLD_COVERAGE, 1.0) * np.where(x[:, INDEX["stats_level"]] == 0, NO_REFERENCE_COVERAGE, 1.0)
                       * np.where(a.unwatched, LOTS_UNWATCHED_COVERAGE, 1.0))
         return a
-
-    def _lots_unwatched(self, tx: SupplyChainTransaction) -> bool:
-        t = tx.ts.timestamp()
-        watched = t - self.graph.lots_since >= self.features.provenance_days * _DAY
-        return not watched and not self.graph.lot_view(tx, t).provenance
 
     def evaluate(self, transactions: Sequence[SupplyChainTransaction]) -> Assessment:
         """Apply a batch, assess it, then let the embeddings refresh (after, as they would be
