@@ -42,18 +42,12 @@ def test_files_load_through_the_users_path_and_every_life_ends_in_a_failure(data
         assert all(min(first[o.machine_id]) < o.ts for o in history.outcomes)  # a failure ends a life of readings
     assert {r.machine_id for r in held.readings}.isdisjoint({r.machine_id for r in train.readings})
     assert min(r.ts for r in held.readings) > max(r.ts for r in train.readings)
-    assert data.summary().startswith(data.name)
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))
 def test_generation_is_seeded(datasets, name) -> None:
     a, b = datasets[name], SMALL[name]()
     assert a.train.readings[:50] == b.train.readings[:50] and a.heldout.outcomes == b.heldout.outcomes
-
-
-def _series(part, machine: str, sensor: str) -> np.ndarray:
-    return np.array([r["sensors"][sensor] if r["sensors"][sensor] is not None else np.nan
-                     for r in part.readings if r["machine_id"] == machine], dtype=float)
 
 
 def test_turbofan_wear_raises_exit_temperature_against_the_flight_condition(datasets) -> None:
@@ -73,7 +67,7 @@ def test_pumps_cycle_on_and_off_and_drift_before_failure(datasets) -> None:
     assert 0.5 < modes.count("running") / len(modes) < 0.95
     stopped = [r["sensors"]["flow_m3h"] for r in data.train.readings if r["operating_mode"] == "stopped"]
     assert np.nanmax(np.array(stopped, dtype=float)) < 5.0  # no flow while stopped
-    lives = 0
+    kinds = set()
     for o in data.train.outcomes:
         life = o["event_id"].rsplit("-", 1)[0]
         rows = [r for r in data.train.readings if r["event_id"].startswith(life + "-")
@@ -87,8 +81,8 @@ def test_pumps_cycle_on_and_off_and_drift_before_failure(datasets) -> None:
             assert mean(last, "flow_m3h") < mean(first, "flow_m3h")
         else:
             assert max(mean(last, s) - mean(first, s) for s in ("bearing_de_c", "bearing_nde_c")) > 5.0
-        lives += 1
-    assert lives == data.train.failures
+        kinds.add(o["failure_mode"])
+    assert "impeller_wear" in kinds and len(kinds) >= 2  # both branches above were checked
     ts = sorted(datetime.fromisoformat(r["ts"].replace("Z", "+00:00")) for r in data.train.readings
                 if r["machine_id"] == "pump-00")
     assert {(b - a).total_seconds() for a, b in zip(ts[:50], ts[1:51])} == {600.0}  # a reading every 10 minutes

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from stream_app.lifecycle.gate import GATES
 from stream_app.registry import ModelRegistry
 from stream_app.scoring.supply_chain import MODEL_NAME
 from stream_app.training.release import Release, describe
@@ -35,17 +34,12 @@ def test_a_model_of_the_users_unlabelled_data_replaces_the_demo_model(supply_cha
         assert "detection" not in comparison[side] and "ensemble_auc" not in comparison[side]
         assert "flag_rate_normal" in comparison[side]
     cand, cur = comparison["candidate"]["flag_rate_normal"], comparison["current"]["flag_rate_normal"]
-    tolerance = next(r.tolerance for r in GATES[MODEL_NAME].offline if r.key == "flag_rate_normal")
+    # the demo's model flags most of the user's normal traffic; the user's own flags ~1 %
+    assert cand < 0.05 < cur
     entry = registry.history(MODEL_NAME)[-1]
-    assert entry.version == "v2"
-    if cand <= cur + tolerance:  # not worse on what can be measured: served
-        assert registry.current(MODEL_NAME).version == "v2" and entry.action == "promoted"
-        assert "left out: detection not measured for v2 and v1" in entry.reason
-        assert "supply-chain v2 promoted" in output
-    else:  # worse on a measured metric: refused, saying by how much and how to promote anyway
-        assert registry.current(MODEL_NAME).version == "v1" and entry.action == "refused"
-        assert f"flag_rate_normal {cand:.4g} vs {cur:.4g}" in output
-        assert "stream-app models promote supply-chain v2 --force" in output
+    assert registry.current(MODEL_NAME).version == "v2" and (entry.version, entry.action) == ("v2", "promoted")
+    assert "left out: detection not measured for v2 and v1" in entry.reason
+    assert "supply-chain v2 promoted" in output
 
 
 def test_a_refusal_names_both_figures_and_the_command_that_promotes_anyway(supply_chain_model_dir: Path, tmp_path: Path) -> None:
