@@ -268,8 +268,7 @@ class MaintenanceFeatures:
         missing = np.isnan(raw)
         clipped_values = np.clip(raw, self._lo, self._hi)
         clipped = ~missing & (clipped_values != raw)
-        filled = np.where(missing, previous, clipped_values)
-        new_last = np.where(missing, previous, clipped_values)
+        filled = np.where(missing, previous, clipped_values)  # also the new last values
         mu, sd = self._scaling(mode_idx)
         z = np.where(np.isnan(filled), 0.0, (filled - mu) / sd).astype(np.float32)  # never seen: typical
 
@@ -285,9 +284,9 @@ class MaintenanceFeatures:
         known = mode_idx >= 0
         x[rows[known], offset + mode_idx[known]] = 1.0
         if not self.trend_alphas:
-            return x, new_last, missing, clipped
+            return x, filled, missing, clipped
         memory = np.empty_like(last)
-        memory[:, :s] = new_last
+        memory[:, :s] = filled
         x[:, self.derived_offset :] = self._step_trends(z, last, memory) * self._trend_scale
         return x, memory, missing, clipped
 
