@@ -12,7 +12,7 @@ from typing import Any, AsyncIterator, Iterable, Optional
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaConnectionError
 
 from stream_app.kafka_security import aiokafka_options, client_config, process_config
 from stream_app.settings import Settings
@@ -77,7 +77,7 @@ async def ensure_topics(
     and the product's retention come from the settings (stream_app/topics.py): on a configured
     cluster of several brokers without TOPIC_REPLICATION_FACTOR a missing topic is refused."""
     from stream_app.settings import get_settings
-    from stream_app.topics import TopicsError, TopicSpec, new_topic, plan, replication_factor
+    from stream_app.topics import TopicsError, TopicSpec, create, plan, replication_factor
 
     settings = get_settings()
     compact = set(compacted)
@@ -97,13 +97,11 @@ async def ensure_topics(
             if unset:
                 raise TopicsError(f"topics missing on {bootstrap}: {', '.join(unset)}; set TOPIC_REPLICATION_FACTOR "
                                   "and run `stream-app topics create` (or create them yourself)")
-            try:
-                await admin.create_topics([new_topic(spec) for spec in specs])
-            except TopicAlreadyExistsError:
-                pass  # another process created it meanwhile
-        return wanted
     finally:
         await admin.close()
+    if wanted:
+        await create(process_config(bootstrap), specs)
+    return wanted
 
 
 def encode_json(value: Any) -> bytes:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Optional, Sequence
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka import errors as kafka_errors
@@ -249,19 +249,24 @@ async def create_missing(config: KafkaClientConfig, settings: Settings) -> list[
     if not settings.uses_embedded_broker and settings.topic_replication_factor is None:
         log.warning("creating %s with one copy each: the cluster has one broker (TOPIC_REPLICATION_FACTOR "
                     "chooses)", ", ".join(s.name for s in missing))
+    await create(config, missing)
+    return [s.name for s in missing]
+
+
+async def create(config: KafkaClientConfig, specs: Sequence[TopicSpec]) -> None:
+    """Create `specs`. The broker answers per topic, without raising (a replication factor above
+    the broker count, a config it refuses): any such error raises here, except a topic another
+    process created meanwhile."""
     admin = AIOKafkaAdminClient(**config.aiokafka())
     await admin.start()
     try:
-        response = await admin.create_topics([new_topic(s) for s in missing])
+        response = await admin.create_topics([new_topic(s) for s in specs])
     finally:
         await admin.close()
-    # The broker answers per topic (a replication factor above the broker count, a config it
-    # refuses); one that another worker created meanwhile is fine.
     for name, code, *message in response.topic_errors:
         if code not in (0, TopicAlreadyExistsError.errno):
             detail = (message[0] if message and message[0] else None) or kafka_errors.for_code(code).__name__
             raise TopicsError(f"creating {name} on {config.bootstrap_servers} failed: {detail}")
-    return [s.name for s in missing]
 
 
 async def check(config: KafkaClientConfig, settings: Settings) -> list[Verdict]:
