@@ -41,14 +41,12 @@ import asyncio
 import dataclasses
 import json
 import logging
-import time
 from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
-from aiokafka import TopicPartition
 
 from stream_app.faust_transport import held_messages
-from stream_app.kafka_io import side_consumer
+from stream_app.kafka_io import read_range, side_consumer
 from stream_app.intake import RawMessage, decode_batch, limits_from_settings
 from agents.drift import DriftSnapshots, DriftTracker
 from agents.pipeline import Output, StreamPipeline
@@ -260,39 +258,15 @@ class DemandHandle(SharedScorer[DemandScorer]):
                 log.exception("demand: replay of partition %d failed; its series start with a partial history", partition)
 
     async def _replay(self, topic: str, partition: int, end: int) -> int:
-        """Apply the partition's retained sales below `end`, in order. An empty fetch is not
-        the end: a loaded broker (or one just back from a pause) can take seconds to answer,
-        and stopping there leaves the partition's series with part of their history, so its
-        forecasts differ. Only retention having dropped the start, or a stall longer than
-        REPLAY_STALL_S, ends it short."""
+        """Apply the partition's retained sales below `end`, in order (when the range ends
+        short: stream_app.kafka_io.read_range)."""
         scorer = await self.get()
         limits = limits_from_settings(self.settings)
-        tp = TopicPartition(topic, partition)
-        consumer = side_consumer(self.settings)
-        await consumer.start()
         counted = 0
-        try:
-            consumer.assign([tp])
-            await consumer.seek_to_beginning(tp)
-            last_progress = time.monotonic()
-            while (position := await consumer.position(tp)) < end:
-                records = (await consumer.getmany(tp, timeout_ms=2000, max_records=REPLAY_BATCH)).get(tp, [])
-                if not records:
-                    first = (await consumer.beginning_offsets([tp]))[tp]
-                    if position < first:  # retention dropped the start: replay what is left
-                        consumer.seek(tp, first)
-                    elif time.monotonic() - last_progress > REPLAY_STALL_S:
-                        metrics.STATE_REPLAY_INCOMPLETE.labels(STREAM).inc()
-                        log.error("demand: partition %d replay stalled at %d of %d; its series miss the rest",
-                                  partition, position, end)
-                        break
-                    continue
-                last_progress = time.monotonic()
-                raw = [RawMessage(r.topic, r.partition, r.offset, r.key, r.value) for r in records if r.offset < end]
-                events = decode_batch(raw, SalesEvent, limits).events  # bad ones were dead-lettered the first time
-                counted += await self.run(scorer.replay, [(e, partition) for e in events])
-        finally:
-            await consumer.stop()
+        async for records in read_range(self.settings, topic, partition, None, end, STREAM, REPLAY_STALL_S, REPLAY_BATCH):
+            raw = [RawMessage(r.topic, r.partition, r.offset, r.key, r.value) for r in records]
+            events = decode_batch(raw, SalesEvent, limits).events  # bad ones were dead-lettered the first time
+            counted += await self.run(scorer.replay, [(e, partition) for e in events])
         return counted
 
     async def revoked(self, partitions: set[int]) -> None:

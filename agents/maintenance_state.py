@@ -43,11 +43,10 @@ from collections import defaultdict
 from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import numpy as np
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agents.drift import DriftTracker
 from stream_app.intake import RawMessage, decode_batch, limits_from_settings
-from stream_app.kafka_io import read_partition_latest, side_consumer
+from stream_app.kafka_io import read_partition_latest, read_range
 from schemas import SensorReading
 from stream_app import metrics
 from stream_app.scoring.maintenance import MaintenanceScorer
@@ -340,41 +339,22 @@ class MachineStateKeeper:
         return await read_partition_latest(self.settings, self.topic, p, REPLAY_STALL_S, REPLAY_BATCH)
 
     async def _replay(self, scorer: MaintenanceScorer, p: int, start: int, end: int) -> int:
-        """Apply readings [start, end) of partition `p`, in order, without publishing. An empty
-        fetch is not the end: a loaded broker or a fresh consumer can take seconds to return
-        the first records, and stopping early would leave every machine behind. Only a stall
-        longer than REPLAY_STALL_S, or retention having dropped the range, ends it short."""
-        tp = TopicPartition(self.readings_topic, p)
+        """Apply readings [start, end) of partition `p`, in order, without publishing (when the
+        range ends short: stream_app.kafka_io.read_range)."""
         limits = limits_from_settings(self.settings)
         replayed = 0
-        async with _consumer(self.settings) as consumer:
-            consumer.assign([tp])
-            consumer.seek(tp, start)
-            last_progress = time.monotonic()
-            while (position := await consumer.position(tp)) < end:
-                records = (await consumer.getmany(tp, timeout_ms=1000, max_records=REPLAY_BATCH)).get(tp, [])
-                if not records:
-                    first = (await consumer.beginning_offsets([tp]))[tp]
-                    if position < first:  # retention dropped the start: replay what is left
-                        log.warning("maintenance: partition %d readings %d..%d are no longer retained", p, position, first)
-                        consumer.seek(tp, first)
-                    elif time.monotonic() - last_progress > REPLAY_STALL_S:
-                        metrics.STATE_REPLAY_INCOMPLETE.labels("maintenance").inc()
-                        log.error("maintenance: partition %d replay stalled at %d of %d; its machines miss "
-                                  "the rest", p, position, end)
-                        break
-                    continue
-                last_progress = time.monotonic()
-                raw = [RawMessage(r.topic, r.partition, r.offset, r.key, r.value) for r in records if r.offset < end]
-                intake = decode_batch(raw, SensorReading, limits)  # bad ones were dead-lettered the first time
-                kept = [(e, m) for e, m in zip(intake.events, intake.origin)
-                        if not self._already_applied(e.machine_id, p, m.offset or 0)]
-                events, origin = [e for e, _ in kept], [m for _, m in kept]
-                for e in events:
-                    self.partition_of[e.machine_id] = p
-                    self.dirty[p].add(e.machine_id)
-                await self._run(_replay_batch, scorer, self.drift, events, origin)
-                replayed += len(events)
+        async for records in read_range(self.settings, self.readings_topic, p, start, end, "maintenance",
+                                        REPLAY_STALL_S, REPLAY_BATCH):
+            raw = [RawMessage(r.topic, r.partition, r.offset, r.key, r.value) for r in records]
+            intake = decode_batch(raw, SensorReading, limits)  # bad ones were dead-lettered the first time
+            kept = [(e, m) for e, m in zip(intake.events, intake.origin)
+                    if not self._already_applied(e.machine_id, p, m.offset or 0)]
+            events, origin = [e for e, _ in kept], [m for _, m in kept]
+            for e in events:
+                self.partition_of[e.machine_id] = p
+                self.dirty[p].add(e.machine_id)
+            await self._run(_replay_batch, scorer, self.drift, events, origin)
+            replayed += len(events)
         metrics.STATE_REPLAYED.labels("maintenance").inc(replayed)
         return replayed
 
@@ -400,16 +380,3 @@ class MachineStateKeeper:
             self.next_offset.pop(p, None)
             self.partition_applied_before.pop(p, None)
 
-
-class _consumer:
-    """A group-less consumer for reading one partition directly."""
-
-    def __init__(self, settings: Settings) -> None:
-        self._consumer = side_consumer(settings)
-
-    async def __aenter__(self) -> AIOKafkaConsumer:
-        await self._consumer.start()
-        return self._consumer
-
-    async def __aexit__(self, *exc: Optional[BaseException]) -> None:
-        await self._consumer.stop()

@@ -30,6 +30,46 @@ def side_consumer(settings: Settings, *topics: str, **kwargs: Any) -> AIOKafkaCo
                             enable_auto_commit=False, fetch_max_wait_ms=settings.broker_fetch_max_wait_ms, **kwargs)
 
 
+async def read_range(settings: Settings, topic: str, partition: int, start: Optional[int], end: int, stream: str,
+                     stall_s: float = 60.0, batch: int = 1000) -> AsyncIterator[list[Any]]:
+    """The records of one partition from `start` (None: the oldest retained) up to `end`, a
+    fetch at a time, for a hand-over replay. An empty fetch is not the end: a loaded broker,
+    one just back from a pause, or a fresh consumer can take seconds to answer, and stopping
+    there would leave the partition's state behind. Only retention having dropped the start
+    (what is left is read) or a stall longer than `stall_s` (counted in
+    state_replay_incomplete_total) ends it short."""
+    from stream_app import metrics
+
+    tp = TopicPartition(topic, partition)
+    consumer = side_consumer(settings)
+    await consumer.start()
+    try:
+        consumer.assign([tp])
+        if start is None:
+            await consumer.seek_to_beginning(tp)
+        else:
+            consumer.seek(tp, start)
+        last_progress = time.monotonic()
+        while (position := await consumer.position(tp)) < end:
+            records = (await consumer.getmany(tp, timeout_ms=1000, max_records=batch)).get(tp, [])
+            if not records:
+                first = (await consumer.beginning_offsets([tp]))[tp]
+                if position < first:
+                    log.warning("%s: %s partition %d records %d..%d are no longer retained", stream, topic, partition,
+                                position, first)
+                    consumer.seek(tp, first)
+                elif time.monotonic() - last_progress > stall_s:
+                    metrics.STATE_REPLAY_INCOMPLETE.labels(stream).inc()
+                    log.error("%s: replay of %s partition %d stalled at %d of %d; its state misses the rest", stream,
+                              topic, partition, position, end)
+                    return
+                continue
+            last_progress = time.monotonic()
+            yield [r for r in records if r.offset < end]
+    finally:
+        await consumer.stop()
+
+
 async def read_partition_latest(settings: Settings, topic: str, partition: int, stall_s: float = 60.0,
                                 batch: int = 1000) -> dict[bytes, bytes]:
     """The latest value per key of one partition (a compacted topic's current state), read by

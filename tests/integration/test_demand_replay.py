@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 
-import agents.demand as demand_agent
+import stream_app.kafka_io as kafka_io
 from agents.demand import DemandHandle
 from stream_app.kafka_io import ensure_topics
 from stream_app.registry import ModelRegistry
@@ -59,8 +59,8 @@ def test_a_slow_first_fetch_does_not_end_the_rebuild(broker, tmp_path: Path, mon
                                                      empty_fetches: int) -> None:
     settings = Settings(kafka_bootstrap_servers=broker.bootstrap, demand=DemandSettings(markets=["DE"]))
     end = asyncio.run(_produce(broker.bootstrap))
-    real = demand_agent.side_consumer
-    monkeypatch.setattr(demand_agent, "side_consumer", lambda s, *a, **k: _SlowFirstFetches(real(s, *a, **k), empty_fetches))
+    real = kafka_io.side_consumer
+    monkeypatch.setattr(kafka_io, "side_consumer", lambda s, *a, **k: _SlowFirstFetches(real(s, *a, **k), empty_fetches))
     handle = DemandHandle(ModelRegistry(tmp_path), settings)
     try:
         counted = asyncio.run(handle._replay("sales-events", 0, end))
