@@ -14,6 +14,7 @@ import numpy as np
 
 from schemas.sensor import MaintenanceOutcome, SensorReading
 from stream_app.scoring.maintenance import MaintenanceScorer
+from stream_app.training.alert_threshold import with_cooldown as life_with_cooldown
 from stream_app.training.report import roc_auc, rmse
 
 BATCH = 500  # readings per score_batch call: the worker's MAINTENANCE__BATCH_MAX
@@ -104,11 +105,12 @@ def truth(readings: Sequence[SensorReading], outcomes: Sequence[MaintenanceOutco
 def with_cooldown(truth_: Truth, want: np.ndarray, cooldown_s: float) -> np.ndarray:
     """Alerts as the scorer emits them from per-reading decisions: one per machine per cooldown."""
     alert = np.zeros(len(want), dtype=bool)
-    last: dict[str, float] = {}
-    for i in np.lexsort((truth_.t, truth_.machine.astype(str))):
-        if want[i] and abs(truth_.t[i] - last.get(truth_.machine[i], -math.inf)) >= cooldown_s:
-            alert[i] = True
-            last[truth_.machine[i]] = truth_.t[i]
+    order = np.lexsort((truth_.t, truth_.machine.astype(str)))
+    machines = truth_.machine[order].astype(str)
+    starts = np.flatnonzero(np.r_[True, machines[1:] != machines[:-1], True])
+    for lo, hi in zip(starts[:-1], starts[1:]):
+        idx = order[lo:hi]
+        alert[idx] = life_with_cooldown(truth_.t[idx], want[idx], cooldown_s)
     return alert
 
 

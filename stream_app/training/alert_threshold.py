@@ -60,7 +60,7 @@ def sweep(
     for thr in grid:
         false = true = failures = caught = 0
         for life, p in trimmed:
-            alert = _with_cooldown(life.t, p >= thr, cooldown_s)
+            alert = with_cooldown(life.t, p >= thr, cooldown_s)
             fired = alert & life.in_val & life.y_mask
             true += int((fired & (life.y > 0.5)).sum())
             false += int((fired & (life.y <= 0.5)).sum())
@@ -88,9 +88,9 @@ def operating_point(
     return OperatingPoint(threshold, budget, min_precision, tuple(curve))
 
 
-def _with_cooldown(t: np.ndarray, want: np.ndarray, cooldown_s: float) -> np.ndarray:
-    """One life's alerts (t ascending): the first wanted reading, then the first at least
-    cooldown_s later, and so on (one step per alert, not per reading)."""
+def with_cooldown(t: np.ndarray, want: np.ndarray, cooldown_s: float) -> np.ndarray:
+    """One life's alerts as the scorer emits them (t ascending): the first wanted reading, then
+    the first at least cooldown_s later, and so on (one step per alert, not per reading)."""
     alert = np.zeros(len(want), dtype=bool)
     idx = np.flatnonzero(want)
     times = t[idx]

@@ -40,7 +40,6 @@ Metrics (alerts are the ones emitted, after the cooldown):
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -52,6 +51,7 @@ from schemas.sensor import MaintenanceOutcome, SensorReading
 from stream_app.registry import ModelVersion
 from stream_app.scoring.maintenance import MaintenanceScorer, ScoredReading
 from stream_app.settings import MaintenanceSettings
+from stream_app.training.alert_threshold import with_cooldown
 
 # Confidence bands of the reliability table: [lo, hi), the last one closed.
 CONFIDENCE_BANDS: tuple[tuple[float, float], ...] = ((0.0, 0.5), (0.5, 0.7), (0.7, 0.85), (0.85, 0.95), (0.95, 1.0))
@@ -135,18 +135,6 @@ def stream(
     flush()
     out.seconds = time.perf_counter() - started
     return out
-
-
-def with_cooldown(t: np.ndarray, want: np.ndarray, cooldown_s: float) -> np.ndarray:
-    """One life's alerts as the scorer emits them: an alert at most every cooldown_s of event
-    time (t in time order)."""
-    alert = np.zeros(len(want), dtype=bool)
-    last = -math.inf
-    for k in np.flatnonzero(want):
-        if abs(t[k] - last) >= cooldown_s:
-            alert[k] = True
-            last = t[k]
-    return alert
 
 
 def alert_metrics(
