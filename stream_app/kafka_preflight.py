@@ -77,6 +77,27 @@ def _metadata_request() -> Any:
     return MetadataRequest[0]([])  # older: a list of versions
 
 
+_SCRAM_STEPS = frozenset({"process_server_first_message", "process_server_final_message"})
+
+
+def _scram_refusal(exc: BaseException) -> bool:
+    """aiokafka's SCRAM client raises KeyError or ValueError reading an error answer that a
+    broker sends without Kafka's error code (the embedded broker does): a refused login. The
+    same types raised anywhere else are not one."""
+    seen: set[int] = set()
+    current: Optional[BaseException] = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, (KeyError, ValueError)):
+            tb = current.__traceback__
+            while tb is not None:
+                if tb.tb_frame.f_code.co_name in _SCRAM_STEPS:
+                    return True
+                tb = tb.tb_next
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def access_error(exc: BaseException, config: KafkaClientConfig, where: str) -> Optional[KafkaAccessError]:
     """The refusal `exc` stands for, or None when it is a broker being down or unreachable."""
     tls = tls_error(exc)
@@ -89,9 +110,7 @@ def access_error(exc: BaseException, config: KafkaClientConfig, where: str) -> O
         reason = getattr(tls, "reason", None) or str(tls)
         hint = TLS_HINTS.get(str(reason), "")
         return KafkaAccessError(f"TLS handshake with {where} failed ({reason}){': ' + hint if hint else ''}")
-    if isinstance(exc, SASL_REFUSALS) or (config.uses_sasl and isinstance(exc, (KeyError, ValueError))):
-        # aiokafka's SCRAM client raises KeyError/ValueError on an error answer that a broker
-        # sends without Kafka's error code (the embedded broker does).
+    if isinstance(exc, SASL_REFUSALS) or (config.uses_sasl and _scram_refusal(exc)):
         return KafkaAccessError(f"SASL: {where} refused the login of {config.sasl_username!r} with "
                                 f"{config.sasl_mechanism}: check KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD(_FILE) "
                                 "and KAFKA_SASL_MECHANISM")

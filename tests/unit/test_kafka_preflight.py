@@ -50,3 +50,20 @@ def test_probe_of_a_closed_port_raises_the_network_error() -> None:
     with pytest.raises(OSError):
         asyncio.run(probe(config, timeout=2))
     assert not issubclass(KafkaAccessError, OSError)
+
+
+def test_only_a_scram_answer_without_an_error_code_counts_as_a_refused_login() -> None:
+    from aiokafka.conn import ScramAuthenticator
+
+    scram = ScramAuthenticator.__new__(ScramAuthenticator)
+    scram._server_signature = b"expected"
+    try:  # an error answer: no server signature "v" in it
+        scram.process_server_final_message("e=invalid-proof")
+    except KeyError as exc:
+        from_scram: BaseException = exc
+    assert access_error(wrapped(from_scram), SASL, "kafka:9093") is not None
+    try:  # the same error type from anywhere else is a fault, not a refusal
+        {}["v"]
+    except KeyError as exc:
+        elsewhere: BaseException = exc
+    assert access_error(elsewhere, SASL, "kafka:9093") is None
