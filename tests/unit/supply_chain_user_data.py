@@ -36,21 +36,9 @@ def write_history(path: Path) -> Path:
     return path
 
 
-_trained: dict[str, Path] = {}
-
-
 def train_on_user_data(registry_dir: Path, data_dir: Path) -> str:
     """`stream-app train supply-chain --data history.jsonl --quick` into `registry_dir` (no
-    verdicts); returns what the command printed."""
-    import contextlib
-    import io
+    verdicts), as the benchmark trains; returns what the command printed."""
+    from benchmarks.supply_chain.evaluate import train_through_cli
 
-    from stream_app.settings import Settings
-    from stream_app.training.cli import train_streams
-
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        rc = train_streams(Settings(model_dir=registry_dir), ["supply-chain"], data=write_history(data_dir / "history.jsonl"),
-                           outcomes=None, quick=True)
-    assert rc == 0, out.getvalue()
-    return out.getvalue()
+    return train_through_cli(write_history(data_dir / "history.jsonl"), registry_dir, quick=True)
