@@ -112,10 +112,10 @@ def score_readings(
     """The baseline's calibrated probability and TTF (hours) for each of `readings` (in their
     order), every life encoded from its first reading with the version's feature spec, as the
     training evaluation does."""
-    from stream_app.scoring.maintenance import LoadedModel
+    from stream_app.features.maintenance import MaintenanceFeatures
     from stream_app.training.maintenance import encode_lives, split_lives
 
-    features = LoadedModel.from_version(version).features
+    features = MaintenanceFeatures.from_dict(version.manifest["features"])  # the spec only, not the LSTM
     lives, _ = split_lives(readings, outcomes)
     p, ttf = np.full(len(readings), np.nan), np.full(len(readings), np.nan)
     for enc in encode_lives(features, readings, lives):
