@@ -59,13 +59,19 @@ class RuleConfig:
 
 @dataclass(frozen=True)
 class RuleResult:
-    checks: list[RuleCheck]
+    # (rule, value, limit, fired) per rule checked: plain tuples, since only an alert's
+    # explanation shows them (as RuleCheck messages, `checks`), and every transaction makes ~10
+    rows: list[tuple[str, Optional[float], float, bool]]
     fired: list[str]
     reasons: list[str]  # one readable sentence per fired rule
 
     @property
     def any(self) -> bool:
         return bool(self.fired)
+
+    @property
+    def checks(self) -> list[RuleCheck]:
+        return [RuleCheck(rule=rule, value=value, limit=limit, fired=hit) for rule, value, limit, hit in self.rows]
 
 
 def check(
@@ -79,12 +85,12 @@ def check(
         custody = custody_facts.check(tx, graph, config.provenance_days * _DAY, config.min_turnaround_h * 3600.0)
     if lanes is None:
         lanes = lane_facts.check(tx, graph, config.new_node_days * _DAY)
-    checks: list[RuleCheck] = []
+    rows: list[tuple[str, Optional[float], float, bool]] = []
     fired: list[str] = []
     reasons: list[str] = []
 
     def add(rule: str, value: Optional[float], limit: float, hit: bool, reason: str) -> None:
-        checks.append(RuleCheck(rule=rule, value=value, limit=limit, fired=hit))
+        rows.append((rule, value, limit, hit))
         if hit:
             fired.append(rule)
             reasons.append(reason)
@@ -112,4 +118,4 @@ def check(
     lane_reasons = dict(zip(lanes.fired, lanes.reasons))
     for fact in lane_facts.SIGNALS:
         add(fact, 1.0 if fact in lane_reasons else 0.0, 1.0, fact in lane_reasons, lane_reasons.get(fact, ""))
-    return RuleResult(checks, fired, reasons)
+    return RuleResult(rows, fired, reasons)
