@@ -78,6 +78,7 @@ class StreamPipeline(Generic[E, R]):
         self.outbox = outbox
         self.executor = executor
         self.latency = metrics.LATENCY_SECONDS.labels(stream)
+        metrics.SCORER_FALLBACKS.labels(stream)  # a series at 0 from the start: no fallback yet
 
     async def process(self, messages: Sequence[RawMessage]) -> None:
         """Never raises for what a batch holds. An unexpected failure (a bug, an output the

@@ -58,25 +58,28 @@ def create_app(settings: Settings, health: Optional[Health] = None) -> faust.App
     demand.register(app, settings, registry, drift_snapshots)
     supply_chain.register(app, settings, registry, drift_snapshots, health)
 
+    lag_series = metrics.LagSeries()
+
     @app.on_partitions_revoked.connect
-    async def forget_drift_of_revoked(_app: Any, revoked: set[Any], **_: Any) -> None:
+    async def forget_revoked(_app: Any, revoked: set[Any], **_: Any) -> None:
         drift_snapshots.revoked({tp.partition for tp in revoked})
+        lag_series.drop({(tp.topic, tp.partition) for tp in revoked})
 
     @app.timer(interval=2.0)
     async def report_health_and_lag() -> None:
         # On the embedded broker high-water marks are off after multi-record batches (see README).
         consumer = app.consumer
         assignment = consumer.assignment()
-        total = 0
+        lags: dict[tuple[str, int], int] = {}
         for tp in assignment:
             try:
                 position, highwater = await consumer.position(tp), consumer.highwater(tp)
             except Exception:  # revoked since the assignment was read: next beat
                 continue  # (aiokafka asserts the partition is assigned; a timer that raises stops the worker)
             if position is not None and highwater is not None:
-                lag = max(0, highwater - position)
-                total += lag
-                metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
-        health.beat(assigned=bool(assignment), rebalancing=bool(app.rebalancing), lag=total)
+                lags[(tp.topic, tp.partition)] = max(0, highwater - position)
+        # Read again after the awaits: a partition revoked meanwhile gets no series back.
+        lag_series.update(lags, {(tp.topic, tp.partition) for tp in consumer.assignment()})
+        health.beat(assigned=bool(assignment), rebalancing=bool(app.rebalancing), lag=sum(lags.values()))
 
     return app

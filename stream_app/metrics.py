@@ -71,3 +71,26 @@ DEMAND_WAPE = Gauge(f"{PREFIX}_demand_wape_ratio", "sum |realised - P50| / sum r
 DEMAND_SERIES = Gauge(f"{PREFIX}_demand_series", "SKU x market series this worker forecasts")
 DEMAND_FAILED_CLOSES = Counter(f"{PREFIX}_demand_failed_closes_total", "Partition days closed without forecasts because forecasting raised (see the log)")
 
+
+
+class LagSeries:
+    """The worker's `consumer_lag` series, one per partition it holds. A partition it no longer
+    holds loses its series at once: a series left behind would keep its last value, and a
+    `sum by (topic)` across workers would count that partition twice after a rebalance."""
+
+    def __init__(self, gauge: Gauge = CONSUMER_LAG) -> None:
+        self.gauge = gauge
+        self.shown: set[tuple[str, int]] = set()
+
+    def update(self, lags: dict[tuple[str, int], int], assigned: set[tuple[str, int]]) -> None:
+        """Sets `lags` (topic, partition) -> messages; drops every series outside `assigned`."""
+        for (topic, partition), lag in lags.items():
+            if (topic, partition) in assigned:
+                self.gauge.labels(topic, str(partition)).set(lag)
+                self.shown.add((topic, partition))
+        self.drop(self.shown - assigned)
+
+    def drop(self, partitions: set[tuple[str, int]]) -> None:
+        for topic, partition in partitions & self.shown:
+            self.gauge.remove(topic, str(partition))
+        self.shown -= partitions

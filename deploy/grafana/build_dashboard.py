@@ -13,6 +13,8 @@ import re
 from pathlib import Path
 
 W = "[1m]"
+# Demand forecasts are checked once a day closes, per horizon 1..30 days: three horizon groups.
+DEMAND_HORIZONS = (("1-7", "[1-7]"), ("8-14", "[89]|1[0-4]"), ("15-30", "1[5-9]|2[0-9]|30"))
 # (title, unit, [(legend, expr)])
 PANELS: list[tuple[str, str, list[tuple[str, str]]]] = [
     ("Events per second by outcome", "ops", [("{{stream}} {{outcome}}", f"sum by (stream, outcome) (rate(stream_app_events_total{W}))")]),
@@ -26,6 +28,8 @@ PANELS: list[tuple[str, str, list[tuple[str, str]]]] = [
     ("Dead letters by reason (5 min)", "none", [("{{stream}} {{code}}", "sum by (stream, code) (increase(stream_app_dead_letters_total[5m]))")]),
     ("Alerts by kind, severity and decision source (5 min)", "none", [("{{kind}} {{severity}} {{decision_source}}", "sum by (kind, severity, decision_source) (increase(stream_app_alerts_total[5m]))")]),
     ("Share of predictions decided by rules", "percentunit", [("{{stream}}", f'sum by (stream) (rate(stream_app_decisions_total{{decision_source="rule"}}{W})) / sum by (stream) (rate(stream_app_decisions_total{W}))')]),
+    ("Rule fallbacks: model errors answered by rules (1 h)", "none", [("{{stream}}", "sum by (stream) (increase(stream_app_scorer_fallbacks_total[1h]))")]),
+    ("Model switches: promotions and rollbacks (1 h)", "none", [("{{stream}} {{version}}", "sum by (stream, version) (increase(stream_app_model_switches_total[1h]))")]),
     ("Model confidence (median and p10)", "percentunit", [
         ("median {{stream}}", "histogram_quantile(0.5, sum by (le, stream) (rate(stream_app_prediction_confidence_bucket[5m])))"),
         ("p10 {{stream}}", "histogram_quantile(0.1, sum by (le, stream) (rate(stream_app_prediction_confidence_bucket[5m])))"),
@@ -35,6 +39,14 @@ PANELS: list[tuple[str, str, list[tuple[str, str]]]] = [
     ("Monitored values, recent mean", "none", [("{{stream}} {{feature}}", "stream_app_drift_window_mean")]),
     ("Live accuracy: failures alerted in time (1 h)", "none", [("{{stream}} {{result}}", "sum by (stream, result) (increase(stream_app_outcomes_total[1h]))")]),
     ("Alert lead time before failure, median", "h", [("{{stream}}", "histogram_quantile(0.5, sum by (le, stream) (rate(stream_app_alert_lead_hours_bucket[1h])))")]),
+    ("Demand: share of actuals inside P10-P90 by horizon (target 0.8, 6 h)", "percentunit", [
+        (f"{name} days", f'sum(rate(stream_app_demand_forecasts_covered_total{{horizon_days=~"{days}"}}[6h])) / sum(rate(stream_app_demand_forecasts_checked_total{{horizon_days=~"{days}"}}[6h]))')
+        for name, days in DEMAND_HORIZONS
+    ]),
+    ("Demand: WAPE of P50 by horizon (6 h)", "percentunit", [
+        (f"{name} days", f'sum(rate(stream_app_demand_forecast_abs_error_units_total{{horizon_days=~"{days}"}}[6h])) / sum(rate(stream_app_demand_realized_units_total{{horizon_days=~"{days}"}}[6h]))')
+        for name, days in DEMAND_HORIZONS
+    ]),
     ("Consumer lag", "none", [("{{topic}}", "sum by (topic) (stream_app_consumer_lag)")]),
     ("State hand-over (15 min): states restored, snapshot records written", "none", [
         ("restored {{stream}}", "sum by (stream) (increase(stream_app_state_restored_total[15m]))"),
@@ -48,7 +60,9 @@ PANELS: list[tuple[str, str, list[tuple[str, str]]]] = [
 
 
 # Metrics without a `stream` label: filtered by instance only.
-NO_STREAM = {"stream_app_alerts_total", "stream_app_consumer_lag", "stream_app_skipped_uncommitted_messages"}
+NO_STREAM = {"stream_app_alerts_total", "stream_app_consumer_lag", "stream_app_skipped_uncommitted_messages",
+             "stream_app_demand_forecasts_covered_total", "stream_app_demand_forecasts_checked_total",
+             "stream_app_demand_forecast_abs_error_units_total", "stream_app_demand_realized_units_total"}
 SELECTOR = re.compile(r"\b((?:stream_app|process)_[A-Za-z0-9_]+)(\{[^}]*\})?")
 VARIABLES = {
     "stream": "label_values(stream_app_messages_total, stream)",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -17,6 +18,9 @@ from typing import Any, Iterator
 
 import numpy as np
 import pytest
+from prometheus_client import REGISTRY
+
+import stream_app.metrics  # noqa: F401  (the worker's metric definitions, for REGISTRY)
 
 from tests.conftest import free_port, wait_for
 from tests.integration.kafka_clients import OutputReader, produce
@@ -27,6 +31,14 @@ from build_dashboard import build, expressions  # noqa: E402
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 PROMETHEUS = shutil.which("prometheus")
+ALERT_RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "alerts.yml"
+# Panels whose series appear only after an event this test does not cause, with the event.
+# Their queries must still run, and every metric they name must be one the worker defines.
+EVENT_PANELS = {
+    "Model switches: promotions and rollbacks (1 h)": "a promotion or rollback",
+    "Demand: share of actuals inside P10-P90 by horizon (target 0.8, 6 h)": "a closed sales day with earlier forecasts",
+    "Demand: WAPE of P50 by horizon (6 h)": "a closed sales day with earlier forecasts",
+}
 HEALTHY = {"vibration_rms": (2.0, 0.3), "vibration_hf": (0.3, 0.05), "bearing_temp": (60.0, 3.0), "motor_temp": (70.0, 3.0),
            "oil_pressure": (3.5, 0.2), "motor_current": (40.0, 2.0), "rpm": (1480.0, 20.0), "ambient_temp": (22.0, 1.0)}
 MACHINES = 40
@@ -64,6 +76,7 @@ def prometheus(tmp_path: Path) -> Iterator[Any]:
         config = tmp_path / "prometheus.yml"
         config.write_text(
             "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+            f"rule_files: ['{ALERT_RULES}']\n"
             f"scrape_configs:\n  - job_name: stream-app-workers\n    static_configs: [{{targets: ['{target}']}}]\n"
         )
         procs.append(subprocess.Popen(
@@ -85,6 +98,13 @@ def query(base: str, expr: str) -> list[Any]:
         body = json.load(resp)
     assert body["status"] == "success", body
     return body["data"]["result"]
+
+
+def query_api(base: str, endpoint: str) -> dict[str, Any]:
+    with urllib.request.urlopen(f"{base}/api/v1/{endpoint}", timeout=5) as resp:
+        body = json.load(resp)
+    assert body["status"] == "success", body
+    return body["data"]
 
 
 def target_up(base: str) -> bool:
@@ -147,5 +167,19 @@ def test_dashboard_queries_return_data_and_drift_is_detected_only_when_injected(
         with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}{path}", timeout=5) as resp:
             assert (resp.status, resp.read()) == (200, b"ok\n"), path
 
-    empty = [(title, expr) for title, expr in expressions(build()) if not query(prom, expr)]
+    panels = expressions(build())
+    assert EVENT_PANELS.keys() <= {title for title, _ in panels}
+    empty = [(title, expr) for title, expr in panels if not query(prom, expr) and title not in EVENT_PANELS]
     assert not empty, f"dashboard panels without data: {empty}"
+    defined = {name for metric in REGISTRY.collect() for name in (metric.name, metric.name + "_total")}
+    named = {name for _, expr in panels for name in re.findall(r"\bstream_app_[a-z_]+?(?=_bucket\b|_sum\b|_count\b|\{|\b)", expr)}
+    assert named <= defined, f"dashboard metrics the worker does not define: {sorted(named - defined)}"
+
+    # The alerting rules, loaded by the same Prometheus, evaluate against the worker's series.
+    groups = query_api(prom, "rules")["groups"]
+    rules = [rule for group in groups for rule in group["rules"]]
+    assert len(rules) == ALERT_RULES.read_text().count("- alert:"), groups
+    assert wait_for(lambda: all(r["health"] == "ok" for g in query_api(prom, "rules")["groups"] for r in g["rules"]), 15), \
+        [(r["name"], r["health"], r.get("lastError")) for r in rules]
+    firing = {a["labels"]["alertname"] for a in query_api(prom, "alerts")["alerts"]}
+    assert "StreamAppWorkerDown" not in firing and "StreamAppScorerFellBackToRules" not in firing, firing
