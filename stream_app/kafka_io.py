@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaConnectionError
 
+from stream_app import progress
 from stream_app.kafka_security import aiokafka_options, client_config, process_config
 from stream_app.settings import Settings
 
@@ -43,12 +44,14 @@ async def read_range(settings: Settings, topic: str, partition: int, start: Opti
     tp = TopicPartition(topic, partition)
     consumer = side_consumer(settings)
     await consumer.start()
+    shown = progress.bar(f"{stream}: replaying {topic}[{partition}]", unit="msg", leave=False)
     try:
         consumer.assign([tp])
         if start is None:
             await consumer.seek_to_beginning(tp)
         else:
             consumer.seek(tp, start)
+        shown.total = max(0, end - await consumer.position(tp))
         last_progress = time.monotonic()
         while (position := await consumer.position(tp)) < end:
             records = (await consumer.getmany(tp, timeout_ms=1000, max_records=batch)).get(tp, [])
@@ -65,8 +68,10 @@ async def read_range(settings: Settings, topic: str, partition: int, start: Opti
                     return
                 continue
             last_progress = time.monotonic()
+            shown.update(len(records))
             yield [r for r in records if r.offset < end]
     finally:
+        shown.close()
         await consumer.stop()
 
 

@@ -24,6 +24,7 @@ import numpy as np
 from benchmarks.maintenance import heldout, product_fleet, pump, turbofan
 from benchmarks.maintenance.dataset import Dataset
 from benchmarks.table import BenchmarkRow
+from stream_app import progress
 
 STREAM = "maintenance"
 MIN_ALERTED = 0.90
@@ -38,12 +39,15 @@ GENERATORS: dict[str, Callable[[bool], Dataset]] = {
 
 def run(out: Path, quick: bool) -> list[BenchmarkRow]:
     rows: list[BenchmarkRow] = []
-    for name, generate in GENERATORS.items():
-        started = time.perf_counter()
-        dataset = generate(quick)
-        print(dataset.summary(), flush=True)
-        rows.extend(run_dataset(dataset, out, quick))
-        print(f"{name}: {time.perf_counter() - started:.0f} s", flush=True)
+    with progress.bar(f"{STREAM} benchmark", total=len(GENERATORS), unit="data set") as shown:
+        for name, generate in GENERATORS.items():
+            shown.set_postfix_str(name)
+            started = time.perf_counter()
+            dataset = generate(quick)
+            print(dataset.summary(), flush=True)
+            rows.extend(run_dataset(dataset, out, quick))
+            print(f"{name}: {time.perf_counter() - started:.0f} s", flush=True)
+            shown.update(1)
     return rows
 
 

@@ -21,6 +21,7 @@ from benchmarks.supply_chain import evaluate, plots
 from benchmarks.supply_chain.attacks import FAMILIES
 from benchmarks.supply_chain.datasets import Dataset, cases
 from benchmarks.table import BenchmarkRow
+from stream_app import progress
 
 STREAM = "supply-chain"
 MIN_DETECTION, MAX_FLAG_RATE = 0.95, 0.02
@@ -31,9 +32,12 @@ def run(out: Path, quick: bool) -> list[BenchmarkRow]:
     rows: list[BenchmarkRow] = []
     kinds_md = ["# Detection per attack kind (flagged / shipments)\n"]
     families = list(FAMILIES)
-    for make in cases(quick):
+    makers = cases(quick)
+    shown = progress.bar("supply-chain benchmark", total=len(makers), unit="data set")
+    for make in makers:
         started = time.perf_counter()
         data = make()
+        shown.set_postfix_str(data.name)
         history, _ = data.write(out / "data" / data.name)
         with tempfile.TemporaryDirectory(prefix="sc-bench-") as tmp:
             registry = Path(tmp) / "registry"
@@ -51,6 +55,8 @@ def run(out: Path, quick: bool) -> list[BenchmarkRow]:
         kinds_md.append("")
         for s in scored:
             rows.append(_row(data, s, families))
+        shown.update(1)
+    shown.close()
     (out / "kinds.md").write_text("\n".join(kinds_md))
     return rows
 

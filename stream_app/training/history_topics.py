@@ -19,6 +19,7 @@ from typing import Generic, Sequence, TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
+from stream_app import progress
 from stream_app.intake import RawMessage, decode_batch
 from stream_app.kafka_security import aiokafka_options
 from schemas.common import InputEvent
@@ -76,19 +77,24 @@ async def _read_to_end(
 ) -> None:
     ends: dict[TopicPartition, int] = {}
     idle = 0
-    while True:
-        batches = await consumer.getmany(timeout_ms=POLL_MS, max_records=MAX_RECORDS)
-        for tp, records in batches.items():
-            out[tp.topic].extend(_raw(r) for r in records if tp not in ends or r.offset < ends[tp])
-        for tp in partitions:
-            high = consumer.highwater(tp)
-            if tp not in ends and high is not None:
-                ends[tp] = high  # the end as of the first fetch: later messages are not waited for
-        if await _all_at_end(consumer, partitions, ends):
-            return
-        idle = 0 if batches else idle + 1
-        if idle and (len(ends) == len(partitions) or idle >= MAX_IDLE_POLLS):
-            return
+    with progress.bar(f"reading {', '.join(sorted({tp.topic for tp in partitions}))}", unit="msg") as shown:
+        while True:
+            batches = await consumer.getmany(timeout_ms=POLL_MS, max_records=MAX_RECORDS)
+            for tp, records in batches.items():
+                kept = [_raw(r) for r in records if tp not in ends or r.offset < ends[tp]]
+                out[tp.topic].extend(kept)
+                shown.update(len(kept))
+            for tp in partitions:
+                high = consumer.highwater(tp)
+                if tp not in ends and high is not None:
+                    ends[tp] = high  # the end as of the first fetch: later messages are not waited for
+            if len(ends) == len(partitions) and shown.total is None:
+                shown.total = sum(ends.values())  # offsets from 0: an upper bound where retention dropped some
+            if await _all_at_end(consumer, partitions, ends):
+                return
+            idle = 0 if batches else idle + 1
+            if idle and (len(ends) == len(partitions) or idle >= MAX_IDLE_POLLS):
+                return
 
 
 async def _all_at_end(consumer: AIOKafkaConsumer, partitions: Sequence[TopicPartition], ends: dict[TopicPartition, int]) -> bool:
