@@ -309,7 +309,10 @@ def _model_explanation(
                   f"failure probability would be {alt:.2f} instead of {attr.f_input:.2f}"),
         ))
 
-    summary = f"Failure within {horizon_hours:g} h likely (p={ctx.probability:.2f}, confidence {ctx.confidence:.2f})"
+    # An alert fires above a threshold chosen for a false-alert budget, often well below 0.5:
+    # the words must not claim more than the probability says.
+    likelihood = "likely" if ctx.probability >= 0.5 else "possible"
+    summary = f"Failure within {horizon_hours:g} h {likelihood} (p={ctx.probability:.2f}, confidence {ctx.confidence:.2f})"
     if pushers:
         top = pushers[0]
         summary += f": {features.sensors[top]} {_trend(inputs, top, event_ts)}"

@@ -441,7 +441,8 @@ def test_model_alert_carries_an_explanation(registry):
     assert a.severity == ("critical" if a.score >= MaintenanceSettings().critical_probability else "warning")
     assert e.features[0].name == "vibration_hf"
     assert e.counterfactuals[0].score_alternative < e.counterfactuals[0].score_actual
-    assert a.explanation == e.summary and a.explanation.startswith("Failure within 24 h likely")
+    likelihood = "likely" if a.score >= 0.5 else "possible"
+    assert a.explanation == e.summary and a.explanation.startswith(f"Failure within 24 h {likelihood} (p={a.score:.2f}")
     assert "model maintenance v1" in e.text
     # The buffered replay reproduces the live probability (inputs are stored as float16).
     assert e.counterfactuals[0].score_actual == pytest.approx(first.prediction.failure_probability, abs=5e-3)
