@@ -189,6 +189,9 @@ class MachineStates:
             "cycle": ((), np.int64, -1),
             "newest_ts": ((), np.float64, -np.inf),
             "last_alert_ts": ((), np.float64, -np.inf),
+            # A failure or repair reported before all its machine's earlier readings were scored
+            # (outcomes travel on their own topic): the new life starts at the first reading after it.
+            "renew_after_ts": ((), np.float64, np.inf),
         }
         self._tensors: dict[str, torch.dtype] = {}
         self._features: Optional[MaintenanceFeatures] = None
@@ -243,6 +246,8 @@ class MachineStates:
         """Load what export() gave, into the machine's slot (added if new). Raises ValueError,
         leaving the machine as it was, when the arrays do not fit this state's layout (another
         model, window or state version)."""
+        if "renew_after_ts" not in arrays:  # a snapshot from before outcomes could be pending
+            arrays = {**arrays, "renew_after_ts": np.array(np.inf)}
         expected = set(self._spec) | set(self._tensors)
         if set(arrays) != expected:
             raise ValueError(f"state fields {sorted(set(arrays) ^ expected)} do not match this model")
@@ -515,17 +520,26 @@ class MaintenanceScorer:
 
     def reset_machine(self, machine_id: str, as_of: Optional[datetime] = None) -> bool:
         """Start a machine's new life (call on a failure or repair outcome; training starts one
-        there too): LSTM state, last values, warm-up, history and cooldown. With `as_of` (the
-        outcome's time), nothing happens when the machine already has readings after it: the
-        outcome arrived late, and the new life began already (its `cycle` restart reset it).
-        Returns whether the machine was reset."""
+        there too): LSTM state, last values, warm-up, history and cooldown.
+
+        With `as_of` (the outcome's time) the new life starts at the machine's first reading
+        after that time, so readings from before the failure that arrive after its report are
+        still scored in the life they belong to. Nothing happens when the machine already has
+        readings after it: the outcome arrived late, and the new life began already (its `cycle`
+        restart reset it). Of two outcomes pending at once, the earlier starts the new life.
+        Returns whether the machine was (or will be) reset."""
         with self._lock:
-            slot = self._state.slots.get(machine_id)
+            st = self._state
+            slot = st.slots.get(machine_id)
             if slot is None:
                 return False
-            if as_of is not None and self._state.newest_ts[slot] > as_of.timestamp():
+            if as_of is None:
+                st.reset(np.array([slot], dtype=np.int64))
+                return True
+            at = as_of.timestamp()
+            if st.newest_ts[slot] > at:
                 return False
-            self._state.reset(np.array([slot], dtype=np.int64))
+            st.renew_after_ts[slot] = min(float(st.renew_after_ts[slot]), at)
             return True
 
     # --- state hand-over between workers -------------------------------------------------------
@@ -604,8 +618,9 @@ class MaintenanceScorer:
         late = ts < st.newest_ts[slots]
         commit = ~late
         repaired = commit & (cycles >= 0) & (st.cycle[slots] >= 0) & (cycles < st.cycle[slots])
-        if repaired.any():
-            st.reset(slots[repaired])
+        renewed = repaired | (commit & (ts > st.renew_after_ts[slots]))
+        if renewed.any():
+            st.reset(slots[renewed])  # clears renew_after_ts too
         raw = b.raw[idx]
         rule_raw = raw[:, self._rule_cols]
         observed = ~np.isnan(rule_raw)

@@ -25,9 +25,9 @@ class ProduceStats:
 
 
 # A failure goes out this long (simulated) after it happened, as a maintenance system reports
-# it: readings and outcomes travel on separate topics, and a failure the worker reads before the
-# machine's last readings starts the machine's new life under them (they would be scored cold).
-# Two hours is within the shortest repair: the report still comes before the machine runs again.
+# it, so the demo screen shows it after the machine's last readings were scored. The worker does
+# not need it: a failure read before those readings starts the new life after them
+# (MaintenanceScorer.reset_machine). Two hours is within the shortest repair.
 REPORT_DELAY_S = 2 * 3600.0
 
 

@@ -267,6 +267,36 @@ def test_reset_machine_starts_a_new_life(registry):
     assert "late reading" in late[0].prediction.reason
 
 
+def test_a_failure_reported_before_its_last_readings_starts_the_new_life_after_them(registry):
+    """Outcomes travel on their own topic: a failure can be applied before the readings that
+    came before it were scored. Those readings still belong to the old life."""
+    _, readings = _failing_machine(80)
+    failed_at = readings[69].ts
+    in_order, reported_early = _scorer(registry, NO_COOLDOWN), _scorer(registry, NO_COOLDOWN)
+    after = [_reading("F1", 500 + k, **_healthy()) for k in range(3)]  # the new life, later in time
+
+    a = in_order.score_batch(readings[:70])
+    assert in_order.reset_machine("F1", failed_at)
+    a += in_order.score_batch(after)
+
+    b = reported_early.score_batch(readings[:60])
+    assert reported_early.reset_machine("F1", failed_at)  # pending: F1's readings up to 69 are not in
+    b += reported_early.score_batch(readings[60:70]) + reported_early.score_batch(after)
+
+    probabilities = [r.prediction.failure_probability for r in a]
+    assert [r.prediction.failure_probability for r in b] == pytest.approx(probabilities, abs=1e-6)
+    assert "warming up: 1 of 12" in b[70].prediction.reason  # the first reading after the failure
+    assert "warming up" not in b[69].prediction.reason
+    # A reset that took effect travels with the state; a pending one too.
+    pending = _scorer(registry, NO_COOLDOWN)
+    pending.score_batch(readings[:60])
+    pending.reset_machine("F1", failed_at)
+    moved = _scorer(registry, NO_COOLDOWN)
+    moved.import_machines(pending.export_machines(["F1"]))
+    c = moved.score_batch(readings[60:70]) + moved.score_batch(after)
+    assert [r.prediction.failure_probability for r in c] == pytest.approx(probabilities[60:], abs=1e-6)
+
+
 def test_late_readings_are_scored_but_leave_the_state_alone(registry):
     raw, readings = _failing_machine(60)
     late = SensorReading(event_id="late", ts=readings[10].ts, machine_id="F1", sensors=_healthy(vibration_hf=3.0),
