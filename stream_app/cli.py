@@ -72,7 +72,7 @@ def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     release = Release("candidate" if args.candidate else "force" if args.force else "gate")
     return train_streams(
         settings, streams, data=args.data, outcomes=args.outcomes, quick=args.quick, if_missing=args.if_missing,
-        release=release,
+        release=release, mapping=args.map,
     )
 
 
@@ -159,8 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model version and write its evaluation report")
     p.add_argument("stream", choices=(*STREAMS, "all"))
-    p.add_argument("--data", type=Path, help="history file (JSON Lines or CSV, event layout); default: simulated")
+    p.add_argument("--data", type=Path, help="history file (JSON Lines in the event layout, CSV or Parquet); default: simulated")
     p.add_argument("--outcomes", type=Path, help="the file that goes with --data: failures (maintenance), verdicts (supply-chain), calendar (demand)")
+    p.add_argument("--map", action="append", default=[], metavar="OURS=THEIRS",
+                   help="read a CSV/Parquet column under our name, e.g. --map machine_id=AssetTag (repeatable; "
+                        "outcomes:OURS=THEIRS for the --outcomes file only), or a JSON file {ours: theirs}")
     p.add_argument("--quick", action="store_true", help="small data and few epochs (smoke runs)")
     p.add_argument("--if-missing", action="store_true", help="skip streams that already have a current model")
     release = p.add_mutually_exclusive_group()

@@ -144,8 +144,9 @@ def _exit_message(message: str) -> Explained:
     text = message.removeprefix("stream-app: ")
     if re.match(r"cannot train \S+ on ", text):
         stream = text.split()[2]
-        return Explained(text, "--data takes a history in the events' layout (JSON Lines or CSV); "
-                               f"`stream-app simulate --stream {stream} --history DIR` writes one to start from")
+        return Explained(text, "--data takes JSON Lines in the events' layout, CSV or Parquet; --map names your "
+                               f"columns (README: Training on your own data); `stream-app simulate --stream {stream} "
+                               "--history DIR` writes an example")
     return Explained(text)
 
 

@@ -1,7 +1,7 @@
-"""`stream-app train STREAM [--data FILE --outcomes FILE] [--candidate | --force]`: load or
-simulate a history, train a new model version, release it (through the promotion gate unless
-told otherwise: stream_app.training.release), print where it and its evaluation report are and
-what became of it."""
+"""`stream-app train STREAM [--data FILE --outcomes FILE [--map OURS=THEIRS ...]] [--candidate |
+--force]`: load or simulate a history, train a new model version, release it (through the
+promotion gate unless told otherwise: stream_app.training.release), print where it and its
+evaluation report are and what became of it."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ class Trainer:
     """How one stream trains: its history from files (events + ground truth or calendar), or
     simulated, and its train function. Imports happen on use: torch is slow to import."""
 
-    load: Callable[[Path, Optional[Path]], Any]  # -> object with two lists, .summary(), .source()
+    load: Callable[..., Any]  # (data, second, mapping=None) -> object with two lists, .summary(), .source()
     simulate: Callable[[bool], tuple[list[Any], list[Any]]]  # quick -> (events, second input)
     train: Callable[..., ModelVersion]  # (registry, events, second, config, progress, source=, promote=)
     config: Callable[[bool], Any]  # quick -> TrainConfig
@@ -35,7 +35,7 @@ def _maintenance() -> Trainer:
     from stream_app.training.data import load_history
 
     return Trainer(
-        load=lambda data, outcomes: _pair(load_history(data, outcomes), "readings", "outcomes"),
+        load=lambda data, outcomes, mapping=None: _pair(load_history(data, outcomes, mapping), "readings", "outcomes"),
         simulate=lambda quick: m.simulated_history(n_machines=40 if quick else 200),
         train=m.train_maintenance,
         config=lambda quick: m.TrainConfig.quick() if quick else m.TrainConfig(),
@@ -49,7 +49,7 @@ def _supply_chain() -> Trainer:
     from stream_app.training import supply_chain as s
 
     return Trainer(
-        load=lambda data, verdicts: _pair(s.load_history(data, verdicts), "transactions", "verdicts"),
+        load=lambda data, verdicts, mapping=None: _pair(s.load_history(data, verdicts, mapping), "transactions", "verdicts"),
         simulate=lambda quick: s.simulated_history(),
         train=s.train_supply_chain,
         config=lambda quick: s.TrainConfig.quick() if quick else s.TrainConfig(),
@@ -64,7 +64,7 @@ def _demand() -> Trainer:
     from stream_app.training.demand_data import load_demand_history, simulated_history
 
     return Trainer(
-        load=lambda data, calendar: _pair(load_demand_history(data, calendar), "sales", "calendar"),
+        load=lambda data, calendar, mapping=None: _pair(load_demand_history(data, calendar, mapping), "sales", "calendar"),
         simulate=lambda quick: simulated_history(),
         train=d.train_demand,
         config=lambda quick: d.TrainConfig.quick() if quick else d.TrainConfig(),
@@ -91,15 +91,17 @@ def _pair(history: Any, first: str, second: str) -> _Loaded:
 
 
 def _train_one(
-    stream: str, registry: ModelRegistry, data: Optional[Path], second: Optional[Path], quick: bool, release: Release
+    stream: str, registry: ModelRegistry, data: Optional[Path], second: Optional[Path], quick: bool, release: Release,
+    mapping: Sequence[str] = (),
 ) -> str:
     from stream_app.training.data import DataError
+    from stream_app.training.history_import.column_map import ColumnMap
 
     trainer = TRAINERS[stream]()
     source = None
     if data is not None:
         try:
-            loaded = trainer.load(data, second)
+            loaded = trainer.load(data, second, ColumnMap.parse(mapping))
         except DataError as exc:
             raise SystemExit(f"cannot train {stream} on {data}: {exc}") from None
         print(loaded.summary, flush=True)
@@ -133,9 +135,14 @@ def train_streams(
     quick: bool,
     if_missing: bool = False,
     release: Release = Release(),
+    mapping: Sequence[str] = (),
 ) -> int:
+    """`mapping`: the --map arguments (OURS=THEIRS or a JSON file), for the --data/--outcomes files."""
     if data is not None and len(streams) > 1:
         print("--data names one stream's history: train one stream at a time with it", file=sys.stderr)
+        return 2
+    if mapping and data is None:
+        print("--map renames the columns of the --data and --outcomes files: give --data", file=sys.stderr)
         return 2
     registry = ModelRegistry(settings.model_dir)
     for stream in streams:
@@ -143,5 +150,5 @@ def train_streams(
         if if_missing and current is not None:
             print(f"{stream}: model {current.version} present, not retraining")
             continue
-        print(_train_one(stream, registry, data, outcomes, quick, release), flush=True)
+        print(_train_one(stream, registry, data, outcomes, quick, release, mapping), flush=True)
     return 0

@@ -1,20 +1,24 @@
-"""Load a user's history for training: sensor readings and maintenance outcomes, in the event
-layout of the public contract, from JSON Lines or CSV.
+"""Load a user's history for training: sensor readings and maintenance outcomes, from JSON Lines
+in the event layout of the public contract, or from CSV or Parquet with one column per field.
 
 JSON Lines: one event object per line, exactly as it would be sent to Kafka (a line holding a
 JSON array is read as several events). Blank lines are skipped.
 
-CSV (first line = header):
-  readings  event_id, machine_id, ts, machine_type, operating_mode, cycle[, schema_version], and
-            one column per sensor: every column that is not one of those fields is a sensor (a
-            `sensors.` prefix is dropped, so `sensors.rpm` and `rpm` are the same). An empty cell
-            is null (the sensor did not report).
-  outcomes  event_id, machine_id, ts, outcome, failure_mode[, schema_version]
+CSV and Parquet (first CSV line = header), columns as history_import/layouts.py describes them:
+  readings  machine_id, ts[, event_id, machine_type, operating_mode, cycle, schema_version], and
+            one column per sensor: every other column is a sensor (a `sensors.` prefix is
+            dropped, so `sensors.rpm` and `rpm` are the same), unless it holds no numbers. An
+            empty cell is null (the sensor did not report). This is also the wide layout a
+            historian exports: one row per machine and time.
+  outcomes  machine_id, ts[, event_id, outcome, failure_mode, schema_version]: a failure log.
+`--map OURS=THEIRS` (history_import/column_map.py) reads a file with its own column names. A row
+without an event_id gets one derived from its content (history_import/event_ids.py).
 
 Every row is validated with the pydantic schemas (`SensorReading`, `MaintenanceOutcome`). A bad
-row is skipped, counted and reported with its line number; loading fails (`DataError`) only when
-most rows are bad, which almost always means a wrong file or layout rather than dirty data.
-Repeated event_ids (at-least-once delivery) keep the first and are counted, not errors.
+row is skipped, counted and reported with its line number (Parquet: row number); loading fails
+(`DataError`) only when most rows are bad, which almost always means a wrong file or layout
+rather than dirty data. Repeated event_ids (at-least-once delivery) keep the first and are
+counted, not errors.
 """
 
 from __future__ import annotations
@@ -23,7 +27,6 @@ import csv
 import gzip
 import io
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Generic, Iterable, Iterator, Optional, Sequence, TypeVar, Union
@@ -31,6 +34,11 @@ from typing import IO, Any, Generic, Iterable, Iterator, Optional, Sequence, Typ
 from pydantic import BaseModel, ValidationError
 
 from schemas.sensor import MaintenanceOutcome, SensorReading
+from stream_app.training.history_import import event_ids, layouts
+from stream_app.training.history_import.column_map import ColumnMap
+from stream_app.training.history_import.errors import DataError  # raised by the readers; caught as data.DataError
+from stream_app.training.history_import.layouts import Layout
+from stream_app.training.history_import.tables import Table, csv_table, parquet_table
 
 E = TypeVar("E", bound=BaseModel)
 PathLike = Union[str, Path]
@@ -39,23 +47,21 @@ READING_FIELDS = ("event_id", "machine_id", "ts", "machine_type", "operating_mod
 OUTCOME_FIELDS = ("event_id", "machine_id", "ts", "outcome", "failure_mode")
 _META_FIELDS = ("schema_version",)
 _SENSOR_PREFIX = "sensors."
+FORMATS = ("jsonl", "csv", "parquet")
 # Detailed errors kept per file (all are counted).
 MAX_REPORTED_ERRORS = 200
 # Loading fails when more than this share of rows is bad.
 MAX_BAD_SHARE = 0.5
 
 
-class DataError(ValueError):
-    """The file cannot be used at all (unreadable, wrong layout, or mostly bad rows)."""
-
-
 @dataclass(frozen=True)
 class RowError:
-    line: int  # 1-based physical line of the file (for CSV, the line where the row ends)
+    line: int  # 1-based physical line of the file (for CSV, the line where the row ends; Parquet: the row)
     message: str
+    unit: str = "line"
 
     def __str__(self) -> str:
-        return f"line {self.line}: {self.message}"
+        return f"{self.unit} {self.line}: {self.message}"
 
 
 @dataclass
@@ -67,6 +73,10 @@ class LoadResult(Generic[E]):
     bad_rows: int = 0
     duplicates: int = 0
     errors: list[RowError] = field(default_factory=list)  # first MAX_REPORTED_ERRORS
+    derived_ids: int = 0  # rows without an event_id, given one from their content
+    columns: list[str] = field(default_factory=list)  # CSV/Parquet: the file's own column names
+    mapped: dict[str, str] = field(default_factory=dict)  # ours -> the file's column (--map)
+    notes: list[str] = field(default_factory=list)  # columns left out, and why
 
     @property
     def ok(self) -> int:
@@ -76,7 +86,11 @@ class LoadResult(Generic[E]):
         text = f"{self.path} ({self.format}): {self.rows} rows, {self.ok} loaded, {self.bad_rows} bad"
         if self.duplicates:
             text += f", {self.duplicates} duplicate event_ids dropped"
-        return text
+        if self.derived_ids:
+            text += f", {self.derived_ids} event_ids derived from row content"
+        if self.mapped:
+            text += "; mapped " + ", ".join(f"{ours}={theirs}" for ours, theirs in self.mapped.items())
+        return "; ".join([text, *self.notes])
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -86,6 +100,9 @@ class LoadResult(Generic[E]):
             "loaded": self.ok,
             "bad_rows": self.bad_rows,
             "duplicates": self.duplicates,
+            "derived_ids": self.derived_ids,
+            "mapped": dict(self.mapped),
+            "notes": list(self.notes),
             "errors": [{"line": e.line, "message": e.message} for e in self.errors],
         }
 
@@ -98,8 +115,8 @@ def _open_text(path: Path) -> IO[str]:
 
 
 def detect_format(path: PathLike) -> str:
-    """'jsonl' or 'csv', from the extension (.jsonl/.ndjson/.json, .csv, optionally .gz) or,
-    failing that, from the first non-blank character of the file."""
+    """'jsonl', 'csv' or 'parquet', from the extension (.jsonl/.ndjson/.json, .csv, optionally
+    .gz; .parquet) or, failing that, from the file's first bytes."""
     p = Path(path)
     suffixes = [s.lower() for s in p.suffixes if s.lower() != ".gz"]
     last = suffixes[-1] if suffixes else ""
@@ -107,6 +124,11 @@ def detect_format(path: PathLike) -> str:
         return "jsonl"
     if last == ".csv":
         return "csv"
+    if last in (".parquet", ".pq"):
+        return "parquet"
+    with open(p, "rb") as raw:
+        if raw.read(4) == b"PAR1":
+            return "parquet"
     with _open_text(p) as fh:
         for line in fh:
             stripped = line.strip()
@@ -145,147 +167,67 @@ def _iter_jsonl(fh: IO[str]) -> Iterator[tuple[int, Any, Optional[str]]]:
             yield number, value, None
 
 
-def _csv_number(text: str) -> Optional[float]:
-    text = text.strip()
-    if text == "" or text.lower() in ("null", "none", "na", "n/a", "nan"):
-        # NaN in a CSV cell is how many tools write "missing"; the contract's null.
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a number") from None
-    if not math.isfinite(value):
-        raise ValueError(f"{text!r} is not finite")
-    return value
-
-
-def _csv_int(text: str) -> Optional[int]:
-    text = text.strip()
-    if text == "":
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a whole number") from None
-    if not value.is_integer():
-        raise ValueError(f"{text!r} is not a whole number")
-    return int(value)
-
-
-def _csv_text(text: Optional[str]) -> Optional[str]:
-    if text is None:
-        return None
-    text = text.strip()
-    return text or None
-
-
-def _csv_ts(text: Optional[str]) -> Any:
-    """ISO text stays text; a bare integer is epoch milliseconds (the contract allows both)."""
-    text = _csv_text(text)
-    if text is not None and text.lstrip("-").isdigit():
-        return int(text)
-    return text
-
-
-def _iter_csv(fh: IO[str], kind: str) -> Iterator[tuple[int, Any, Optional[str]]]:
-    reader = csv.reader(fh)
-    try:
-        header = next(reader)
-    except StopIteration:
-        return
-    header = [h.strip() for h in header]
-    if len(set(header)) != len(header):
-        raise DataError(f"CSV header repeats a column: {header}")
-    known = set(READING_FIELDS if kind == "reading" else OUTCOME_FIELDS) | set(_META_FIELDS)
-    missing = [c for c in ("event_id", "machine_id", "ts") if c not in header]
-    if missing:
-        raise DataError(f"CSV header lacks required column(s) {missing}; found {header}")
-    sensor_cols = [(i, h[len(_SENSOR_PREFIX):] if h.startswith(_SENSOR_PREFIX) else h)
-                   for i, h in enumerate(header) if h not in known and h]
-    if kind == "reading" and not sensor_cols:
-        raise DataError("CSV readings need at least one sensor column besides " + ", ".join(READING_FIELDS))
-    index = {h: i for i, h in enumerate(header)}
-    for row in reader:
-        number = reader.line_num
-        if not row or all(not c.strip() for c in row):
-            continue
-        if len(row) != len(header):
-            yield number, None, f"has {len(row)} cells, header has {len(header)}"
-            continue
-
-        def cell(name: str) -> Optional[str]:
-            i = index.get(name)
-            return row[i] if i is not None else None
-
-        try:
-            record: dict[str, Any] = {
-                "event_id": _csv_text(cell("event_id")),
-                "machine_id": _csv_text(cell("machine_id")),
-                "ts": _csv_ts(cell("ts")),
-            }
-            if _csv_text(cell("schema_version")):
-                try:
-                    record["schema_version"] = _csv_int(cell("schema_version") or "")
-                except ValueError as exc:
-                    raise ValueError(f"schema_version: {exc}") from None
-            if kind == "reading":
-                record["machine_type"] = _csv_text(cell("machine_type"))
-                record["operating_mode"] = _csv_text(cell("operating_mode"))
-                try:
-                    record["cycle"] = _csv_int(cell("cycle") or "")
-                except ValueError as exc:
-                    raise ValueError(f"cycle: {exc}") from None
-                sensors: dict[str, Optional[float]] = {}
-                for i, name in sensor_cols:
-                    try:
-                        sensors[name] = _csv_number(row[i])
-                    except ValueError as exc:
-                        raise ValueError(f"sensors.{name}: {exc}") from None
-                record["sensors"] = sensors
+def _validate(rows: Iterable[tuple[int, Any, Optional[str]]], model: type[E], result: LoadResult[E],
+              unit: str = "line") -> None:
+    """Rows (number, object or None, error or None) into `result`: validated, the first of repeated
+    event_ids kept, bad rows counted and the first of them kept with their numbers."""
+    seen: set[str] = set()
+    for number, obj, error in rows:
+        result.rows += 1
+        if error is None:
+            if not isinstance(obj, dict):
+                error = f"expected a JSON object, got {type(obj).__name__}"
             else:
-                outcome = _csv_text(cell("outcome"))
-                if outcome is not None:
-                    record["outcome"] = outcome
-                record["failure_mode"] = _csv_text(cell("failure_mode"))
-        except ValueError as exc:
-            yield number, None, str(exc)
+                try:
+                    record, derived = event_ids.validate(model, obj)
+                except ValidationError as exc:
+                    error = _short(exc)
+        if error is not None:
+            result.bad_rows += 1
+            if len(result.errors) < MAX_REPORTED_ERRORS:
+                result.errors.append(RowError(number, error[:300], unit))
             continue
-        yield number, record, None
+        result.derived_ids += derived
+        if record.event_id in seen:  # type: ignore[attr-defined]
+            result.duplicates += 1
+            continue
+        seen.add(record.event_id)  # type: ignore[attr-defined]
+        result.records.append(record)
 
 
-def _load(path: PathLike, model: type[E], kind: str, fmt: Optional[str]) -> LoadResult[E]:
+def _validate_table(table: Table, layout: Layout, mapping: ColumnMap, scope: str, result: LoadResult[Any]) -> None:
+    if not table.columns:  # an empty file: no rows
+        return
+    result.columns = list(table.columns)
+    renames = mapping.resolve(scope, layout, table.columns, result.path)
+    result.mapped = {ours: theirs for theirs, ours in renames.items()}
+    rows = layouts.event_rows(table, layout, renames, result.path)
+    result.notes += rows.notes
+    _validate(rows.rows, layout.model, result, table.unit)
+
+
+def load_file(path: PathLike, layout: Layout, fmt: Optional[str] = None, mapping: Optional[ColumnMap] = None,
+              scope: str = "data") -> LoadResult[Any]:
+    """One history file of `layout` (readings, verdicts, sales, ...) in any format. `scope`: the
+    train command's option that named it (data or outcomes), for --map entries scoped to it."""
     p = Path(path)
     if not p.is_file():
         raise DataError(f"{p}: no such file")
     fmt = fmt or detect_format(p)
-    if fmt not in ("jsonl", "csv"):
-        raise DataError(f"unknown format {fmt!r}; use jsonl or csv")
-    result: LoadResult[E] = LoadResult(path=str(p), format=fmt)
-    seen: set[str] = set()
+    if fmt not in FORMATS:
+        raise DataError(f"unknown format {fmt!r}; use {', '.join(FORMATS)}")
+    mapping = mapping or ColumnMap()
+    result: LoadResult[Any] = LoadResult(path=str(p), format=fmt)
     try:
-        with _open_text(p) as fh:
-            rows = _iter_jsonl(fh) if fmt == "jsonl" else _iter_csv(fh, kind)
-            for number, obj, error in rows:
-                result.rows += 1
-                if error is None:
-                    if not isinstance(obj, dict):
-                        error = f"expected a JSON object, got {type(obj).__name__}"
-                    else:
-                        try:
-                            record = model.model_validate(obj)
-                        except ValidationError as exc:
-                            error = _short(exc)
-                if error is not None:
-                    result.bad_rows += 1
-                    if len(result.errors) < MAX_REPORTED_ERRORS:
-                        result.errors.append(RowError(number, error[:300]))
-                    continue
-                event_id = record.event_id  # type: ignore[attr-defined]
-                if event_id in seen:
-                    result.duplicates += 1
-                    continue
-                seen.add(event_id)
-                result.records.append(record)
+        if fmt == "parquet":
+            _validate_table(parquet_table(p), layout, mapping, scope, result)
+        else:
+            with _open_text(p) as fh:
+                if fmt == "jsonl":
+                    mapping.refuse_for_events(scope, str(p))
+                    _validate(_iter_jsonl(fh), layout.model, result)
+                else:
+                    _validate_table(csv_table(fh), layout, mapping, scope, result)
     except UnicodeDecodeError as exc:
         raise DataError(f"{p}: not UTF-8 text ({exc.reason})") from None
     except csv.Error as exc:
@@ -300,12 +242,26 @@ def _load(path: PathLike, model: type[E], kind: str, fmt: Optional[str]) -> Load
     return result
 
 
-def load_readings(path: PathLike, fmt: Optional[str] = None) -> LoadResult[SensorReading]:
-    return _load(path, SensorReading, "reading", fmt)
+def load_pair(data: PathLike, data_layout: Layout, second: Optional[PathLike], second_layout: Layout,
+              mapping: Optional[ColumnMap] = None) -> list[LoadResult[Any]]:
+    """A stream's --data file and (optional) --outcomes file, with one column mapping for both."""
+    mapping = mapping or ColumnMap()
+    mapping.check({"data": data_layout, **({"outcomes": second_layout} if second is not None else {})})
+    reports = [load_file(data, data_layout, mapping=mapping, scope="data")]
+    if second is not None:
+        reports.append(load_file(second, second_layout, mapping=mapping, scope="outcomes"))
+    mapping.check_used(reports)
+    return reports
 
 
-def load_outcomes(path: PathLike, fmt: Optional[str] = None) -> LoadResult[MaintenanceOutcome]:
-    return _load(path, MaintenanceOutcome, "outcome", fmt)
+def load_readings(path: PathLike, fmt: Optional[str] = None,
+                  mapping: Optional[ColumnMap] = None) -> LoadResult[SensorReading]:
+    return load_file(path, layouts.READINGS, fmt, mapping, "data")
+
+
+def load_outcomes(path: PathLike, fmt: Optional[str] = None,
+                  mapping: Optional[ColumnMap] = None) -> LoadResult[MaintenanceOutcome]:
+    return load_file(path, layouts.OUTCOMES, fmt, mapping, "outcomes")
 
 
 class LoadSummary:
@@ -336,17 +292,12 @@ class History(LoadSummary):
     reports: list[LoadResult[Any]]
 
 
-def load_history(data: PathLike, outcomes: Optional[PathLike] = None) -> History:
+def load_history(data: PathLike, outcomes: Optional[PathLike] = None, mapping: Optional[ColumnMap] = None) -> History:
     """Readings file plus (optional) outcomes file. Without outcomes every life is censored, so
     the model learns nothing about failures: the trainer refuses that (see train_maintenance)."""
-    readings = load_readings(data)
-    reports: list[LoadResult[Any]] = [readings]
-    outs: list[MaintenanceOutcome] = []
-    if outcomes is not None:
-        loaded = load_outcomes(outcomes)
-        reports.append(loaded)
-        outs = loaded.records
-    return History(readings=readings.records, outcomes=outs, reports=reports)
+    reports = load_pair(data, layouts.READINGS, outcomes, layouts.OUTCOMES, mapping)
+    outs = reports[1].records if len(reports) > 1 else []
+    return History(readings=reports[0].records, outcomes=outs, reports=reports)
 
 
 # --- writing files (exports, tests, the simulator's history) ----------------------------------

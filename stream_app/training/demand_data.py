@@ -1,120 +1,40 @@
-"""Demand training data: a user's sales history and calendar files (JSON Lines or CSV in the
-event layout), the simulated history, and the daily panel the trainer works on.
+"""Demand training data: a user's sales history and calendar files (JSON Lines in the event
+layout, CSV or Parquet), the simulated history, and the daily panel the trainer works on.
 
 Files
     sales     JSON Lines, one sales event per line as sent to `sales-events` (an array line is
-              several events), or CSV with a header naming the event's fields: event_id, ts, sku,
-              market, units, unit_price[, channel, promo, campaign_id, schema_version]. Individual
-              orders or daily totals: the trainer sums them per day either way.
-    calendar  (optional) JSON Lines as sent to `demand-calendar`, or CSV: event_id, ts, kind,
-              market, sku, start, end, intensity.
-Rows are validated with the contract's models; bad rows are skipped, counted and reported with
-their line numbers, repeated event_ids keep the first (stream_app.training.data does this for
-JSON Lines; CSV rows are converted to the same objects first).
+              several events), or CSV/Parquet with a column per field: sku, market, units,
+              unit_price, ts[, event_id, channel, promo, campaign_id, schema_version].
+              Individual orders or daily totals: the trainer sums them per day either way.
+    calendar  (optional) JSON Lines as sent to `demand-calendar`, or CSV/Parquet: kind, market,
+              start, end, ts[, event_id, sku, intensity].
+Other column names: `--map` (history_import/column_map.py). Rows are validated with the
+contract's models by stream_app.training.data: bad rows are skipped, counted and reported with
+their line numbers, repeated event_ids keep the first, a row without one gets an id derived from
+its content.
 """
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Iterator, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
-from pydantic import ValidationError
 
 from schemas.sales import CalendarEntry, SalesEvent
 from stream_app.features.demand import CalendarIndex, day_date
 from stream_app.training import data as loaders
-
-SALES_FIELDS = ("event_id", "ts", "sku", "market", "units", "unit_price", "channel", "promo", "campaign_id")
-CALENDAR_FIELDS = ("event_id", "ts", "kind", "market", "sku", "start", "end", "intensity")
-_NUMBERS = {"units", "unit_price", "intensity"}
-_BOOLS = {"promo"}
-
+from stream_app.training.history_import import layouts
+from stream_app.training.history_import.column_map import ColumnMap
 
 # --- files ----------------------------------------------------------------------------------------
-def _csv_rows(fh: IO[str], fields: Sequence[str]) -> Iterator[tuple[int, Any, Optional[str]]]:
-    """CSV rows -> (line, dict in the event layout or None, error or None): numbers and booleans
-    converted as the JSON of the event would carry them, empty cells left out."""
-    reader = csv.reader(fh)
-    try:
-        header = [h.strip() for h in next(reader)]
-    except StopIteration:
-        return
-    missing = [f for f in ("event_id", "ts") if f not in header]
-    if missing:
-        raise loaders.DataError(f"CSV header lacks {missing}: {header}")
-    for row in reader:
-        line = reader.line_num
-        if not any(cell.strip() for cell in row):
-            continue
-        record: dict[str, Any] = {}
-        try:
-            for name, cell in zip(header, row):
-                if name not in fields and name != "schema_version":
-                    continue
-                text = loaders._csv_text(cell)
-                if text is None:
-                    continue
-                if name in _NUMBERS:
-                    record[name] = loaders._csv_number(text)
-                elif name in _BOOLS:
-                    if text.lower() not in ("true", "false", "1", "0"):
-                        raise ValueError(f"{name}: {text!r} is not true/false")
-                    record[name] = text.lower() in ("true", "1")
-                elif name == "ts":
-                    record[name] = loaders._csv_ts(text)
-                elif name == "schema_version":
-                    record[name] = loaders._csv_int(text)
-                else:
-                    record[name] = text
-        except ValueError as exc:
-            yield line, None, str(exc)
-            continue
-        yield line, record, None
+def load_sales(path: Path | str, mapping: Optional[ColumnMap] = None) -> loaders.LoadResult[SalesEvent]:
+    return loaders.load_file(path, layouts.SALES, mapping=mapping, scope="data")
 
 
-def _load(path: Path, model: type, fields: Sequence[str]) -> loaders.LoadResult[Any]:
-    p = Path(path)
-    if not p.is_file() or loaders.detect_format(p) == "jsonl":
-        return loaders._load(p, model, "event", "jsonl")
-    # CSV rows, converted to the event layout, validated like JSON Lines rows (data._load's rules:
-    # first of repeated event_ids kept, bad rows counted, mostly bad means a wrong file).
-    result: loaders.LoadResult[Any] = loaders.LoadResult(path=str(p), format="csv")
-    seen: set[str] = set()
-    with loaders._open_text(p) as fh:
-        for line, record, error in _csv_rows(fh, fields):
-            result.rows += 1
-            if error is None:
-                try:
-                    event = model.model_validate(record)
-                except ValidationError as exc:
-                    error = loaders._short(exc)
-            if error is not None:
-                result.bad_rows += 1
-                if len(result.errors) < loaders.MAX_REPORTED_ERRORS:
-                    result.errors.append(loaders.RowError(line, error[:300]))
-                continue
-            if event.event_id in seen:
-                result.duplicates += 1
-                continue
-            seen.add(event.event_id)
-            result.records.append(event)
-    if result.rows == 0:
-        raise loaders.DataError(f"{p}: no rows")
-    if result.bad_rows > loaders.MAX_BAD_SHARE * result.rows or not result.records:
-        first = "; ".join(str(e) for e in result.errors[:5])
-        raise loaders.DataError(f"{p}: {result.bad_rows} of {result.rows} rows are bad - wrong file or layout? First errors: {first}")
-    return result
-
-
-def load_sales(path: Path | str) -> loaders.LoadResult[SalesEvent]:
-    return _load(Path(path), SalesEvent, SALES_FIELDS)
-
-
-def load_calendar(path: Path | str) -> loaders.LoadResult[CalendarEntry]:
-    return _load(Path(path), CalendarEntry, CALENDAR_FIELDS)
+def load_calendar(path: Path | str, mapping: Optional[ColumnMap] = None) -> loaders.LoadResult[CalendarEntry]:
+    return loaders.load_file(path, layouts.CALENDAR, mapping=mapping, scope="outcomes")
 
 
 @dataclass
@@ -124,17 +44,12 @@ class DemandHistory(loaders.LoadSummary):
     reports: list[loaders.LoadResult[Any]]
 
 
-def load_demand_history(sales: Path | str, calendar: Optional[Path | str] = None) -> DemandHistory:
+def load_demand_history(sales: Path | str, calendar: Optional[Path | str] = None,
+                        mapping: Optional[ColumnMap] = None) -> DemandHistory:
     """A user's sales file and (optional) calendar file. Without a calendar the model learns
     from the sales alone (campaigns, holidays and launches then look like noise to it)."""
-    loaded = load_sales(sales)
-    reports: list[loaders.LoadResult[Any]] = [loaded]
-    entries: list[CalendarEntry] = []
-    if calendar is not None:
-        cal = load_calendar(calendar)
-        reports.append(cal)
-        entries = cal.records
-    return DemandHistory(loaded.records, entries, reports)
+    reports = loaders.load_pair(sales, layouts.SALES, calendar, layouts.CALENDAR, mapping)
+    return DemandHistory(reports[0].records, reports[1].records if len(reports) > 1 else [], reports)
 
 
 def simulated_history(n_skus: int = 40, days: int = 730, seed: int = 0, **config: Any) -> tuple[list[SalesEvent], list[CalendarEntry]]:

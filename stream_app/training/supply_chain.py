@@ -76,6 +76,8 @@ from stream_app.scoring.supply_chain_ensemble import (
 from stream_app.scoring.supply_chain_rules import RULES
 from stream_app.settings import SupplyChainSettings
 from stream_app.training import data as loaders
+from stream_app.training.history_import import layouts
+from stream_app.training.history_import.column_map import ColumnMap
 from stream_app.training.release import NOT_COMPARABLE, Release, comparison, gate_metrics
 from stream_app.training.report import Report, jsonable, roc_auc
 
@@ -142,26 +144,15 @@ class SupplyChainData(loaders.LoadSummary):
     reports: list[loaders.LoadResult[Any]] = field(default_factory=list)
 
 
-def _load_jsonl(path: Path | str, model: type) -> loaders.LoadResult[Any]:
-    p = Path(path)
-    if p.is_file() and loaders.detect_format(p) != "jsonl":
-        raise loaders.DataError(f"{p}: supply-chain history must be JSON Lines in the event layout (one transaction or "
-                                "verdict per line, as sent to Kafka); CSV is not read for this stream")
-    return loaders._load(p, model, "event", "jsonl")
-
-
-def load_history(transactions: Path | str, verdicts: Optional[Path | str] = None) -> SupplyChainData:
-    """A user's transactions file and (optional) verdicts file, JSON Lines. Bad lines are skipped
-    and reported; a mostly bad file raises DataError. Without verdicts every transaction counts
-    as normal: the detectors still train, but the report cannot measure detection."""
-    loaded = _load_jsonl(transactions, SupplyChainTransaction)
-    reports: list[loaders.LoadResult[Any]] = [loaded]
-    found: list[SupplyChainVerdict] = []
-    if verdicts is not None:
-        v = _load_jsonl(verdicts, SupplyChainVerdict)
-        reports.append(v)
-        found = v.records
-    return SupplyChainData(loaded.records, found, reports)
+def load_history(transactions: Path | str, verdicts: Optional[Path | str] = None,
+                 mapping: Optional[ColumnMap] = None) -> SupplyChainData:
+    """A user's transactions file and (optional) verdicts file: JSON Lines in the event layout,
+    or CSV/Parquet with a column per field and one `features.NAME` column per feature
+    (history_import/layouts.py). Bad rows are skipped and reported; a mostly bad file raises
+    DataError. Without verdicts every transaction counts as normal: the detectors still train,
+    but the report cannot measure detection."""
+    reports = loaders.load_pair(transactions, layouts.TRANSACTIONS, verdicts, layouts.VERDICTS, mapping)
+    return SupplyChainData(reports[0].records, reports[1].records if len(reports) > 1 else [], reports)
 
 
 def simulated_history(

@@ -36,7 +36,7 @@ def test_a_trained_version_reports_every_attack_kind_against_the_baseline(supply
     assert json.loads(version.file("report.json").read_text())["metrics"]["test"]["ensemble"]["detection"] == ens["detection"]
 
 
-def test_user_history_files_skip_bad_lines_and_csv_is_refused(tmp_path: Path) -> None:
+def test_user_history_files_skip_bad_lines_and_a_csv_without_the_columns_is_refused(tmp_path: Path) -> None:
     transactions, verdicts = small_history()
     tx_path, v_path = tmp_path / "tx.jsonl", tmp_path / "verdicts.jsonl"
     lines = [t.model_dump_json() for t in transactions[:300]]
@@ -51,7 +51,7 @@ def test_user_history_files_skip_bad_lines_and_csv_is_refused(tmp_path: Path) ->
     assert "298 loaded" in data.summary()
     csv = tmp_path / "tx.csv"
     csv.write_text("event_id,ts\n1,2\n")
-    with pytest.raises(DataError, match="JSON Lines"):
+    with pytest.raises(DataError, match="no column shipment_id, product_id"):
         load_history(csv)
 
 
