@@ -78,6 +78,7 @@ from stream_app.training.demand_data import (  # noqa: F401 - re-exported for th
     simulated_history,
 )
 from stream_app.training.demand_metrics import horizon_scores, interval_factor, pinball_loss, widen
+from stream_app.training.demand_plots import DemandForecasts
 from stream_app.training.demand_report import build_report
 from stream_app.training.release import Release, comparison, gate_metrics
 from stream_app.training.report import jsonable
@@ -488,7 +489,8 @@ def _train(
     manifest["training"]["wall_seconds"] = round(seconds, 2)
     with registry.new_version(MODEL_NAME, jsonable(manifest), promote=False, actor=release.actor, reason=release.reason) as staging:
         torch.save(model.state_dict(), staging / WEIGHTS_FILE)
-        build_report(manifest, extras, source, seconds).write(staging)
+        forecasts = DemandForecasts(panel, pairs["test"], y, model_daily)  # for the report's fan charts
+        build_report(manifest, extras, source, seconds, forecasts).write(staging)
     written = next((v for v in reversed(registry.versions(MODEL_NAME)) if v.manifest.get("run_id") == manifest["run_id"]), None)
     if written is None:
         raise RuntimeError("the new model version was written but cannot be found in the registry")

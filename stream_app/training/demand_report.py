@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from stream_app.training.demand_plots import DemandForecasts, add_figures
 from stream_app.training.report import Report
 
 METHOD_NAMES = {"model": "Transformer", "seasonal_naive": "Seasonal naive", "moving_average": "Moving average (28 d)"}
@@ -14,7 +15,9 @@ def _pct(v: Optional[float]) -> str:
     return "–" if v is None else f"{100 * v:.1f} %"
 
 
-def build_report(manifest: dict[str, Any], extras: dict[str, Any], source: Optional[dict[str, Any]], seconds: float) -> Report:
+def build_report(manifest: dict[str, Any], extras: dict[str, Any], source: Optional[dict[str, Any]], seconds: float,
+                 forecasts: Optional[DemandForecasts] = None) -> Report:
+    """The report with its figures; the fan charts need `forecasts` (the test period's)."""
     m, split, target = manifest["metrics"], manifest["split"], manifest["target"]
     cal, fb, tr = manifest["interval_calibration"], manifest["fallback"], manifest["training"]
     report = Report("Demand model: training and evaluation", data={
@@ -47,6 +50,8 @@ def build_report(manifest: dict[str, Any], extras: dict[str, Any], source: Optio
          ["30-day total", m["model_uncalibrated"]["total_30"]["coverage"], m["model"]["total_30"]["coverage"], cal["totals_factors"][1]]],
         note="The P10-P50 and P50-P90 gaps are scaled by the factor that makes P10-P90 cover 80 % on the validation period; the scorer applies it too.",
     )
+    add_figures(report, forecasts, extras.get("per_horizon_day") or {}, METHOD_NAMES,
+                manifest["interval_calibration"]["target_coverage"])
     report.table(
         "Confidence on the test period",
         ["Confidence", "Forecasts", "Mean confidence", "7-day total within +-25 %", "WAPE days 1-7", "Rule fallback's WAPE"],

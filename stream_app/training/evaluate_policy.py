@@ -36,6 +36,9 @@ Metrics (alerts are the ones emitted, after the cooldown):
   rule-decided      share of test readings whose decision the rules took.
   reliability       per confidence band, how often the model's own decision (p >= threshold or
                     not) was right, whether or not it was the one used.
+  for the figures   per failure, each policy's lead time (or a miss); the per-reading decisions
+                    of the product and of the rules as points of the ROC and precision-recall
+                    planes (the rules have no score to sweep).
 """
 
 from __future__ import annotations
@@ -149,9 +152,11 @@ def alert_metrics(
     """Failures caught, lead time, false alerts per machine-day, alert precision (and the
     rule-decided share, and the share of per-reading decisions, before the cooldown, that match
     the label) over the readings at or after `cutoff`."""
-    horizon = horizon_hours * 3600
-    failures = caught = fired = true = false = unknown = test_readings = ruled = 0
-    leads: list[float] = []
+    by_failure = failure_leads(alerts, lives, cutoff, horizon_hours)
+    failures = len(by_failure)
+    leads = [lead for _, lead in by_failure if lead is not None]
+    caught = len(leads)
+    fired = true = false = unknown = test_readings = ruled = 0
     for life, alert in zip(lives, alerts):
         test = life.t >= cutoff
         test_readings += int(test.sum())
@@ -161,14 +166,6 @@ def alert_metrics(
         true += int((known & (life.y > 0.5)).sum())
         false += int((known & (life.y <= 0.5)).sum())
         unknown += int((fired_here & ~life.y_mask).sum())
-        if life.end == "failure" and life.end_t >= cutoff:
-            window = (life.t >= life.end_t - horizon) & (life.t <= life.end_t)
-            if (window & test).any():
-                failures += 1
-                hits = np.flatnonzero(window & alert)
-                if len(hits):
-                    caught += 1
-                    leads.append((life.end_t - life.t[hits[0]]) / 3600.0)
     if rule_decided is not None:
         ruled = sum(int((r & (l.t >= cutoff)).sum()) for r, l in zip(rule_decided, lives))
     right = judged = 0
@@ -193,6 +190,49 @@ def alert_metrics(
         "rule_decided_share": (ruled / test_readings if test_readings else None) if rule_decided is not None else None,
         "decisions_right": right / judged if judged else None,
     }
+
+
+def failure_leads(
+    alerts: Sequence[np.ndarray], lives: Sequence[LifeView], cutoff: float, horizon_hours: float
+) -> list[tuple[int, Optional[float]]]:
+    """Per test-period failure (one with a test reading within the horizon before it): the index
+    of its life and the hours from the first alert within the horizon to the failure, None when
+    there was none (the alert may precede the cutoff: see the module docstring)."""
+    horizon = horizon_hours * 3600
+    out: list[tuple[int, Optional[float]]] = []
+    for k, (life, alert) in enumerate(zip(lives, alerts)):
+        if life.end != "failure" or life.end_t < cutoff:
+            continue
+        window = (life.t >= life.end_t - horizon) & (life.t <= life.end_t)
+        if not (window & (life.t >= cutoff)).any():
+            continue
+        hits = np.flatnonzero(window & alert)
+        out.append((k, (life.end_t - life.t[hits[0]]) / 3600.0 if len(hits) else None))
+    return out
+
+
+def decision_point(decisions: Sequence[np.ndarray], lives: Sequence[LifeView], cutoff: float) -> dict[str, Optional[float]]:
+    """Per-reading decisions (before the cooldown) on test readings with a known label, as a
+    point of the ROC and precision-recall planes: true- and false-positive rate, precision."""
+    tp = fp = pos = neg = 0
+    for d, life in zip(decisions, lives):
+        keep = (life.t >= cutoff) & life.y_mask
+        y, want = life.y[keep] > 0.5, np.asarray(d)[keep].astype(bool)
+        tp, fp = tp + int((want & y).sum()), fp + int((want & ~y).sum())
+        pos, neg = pos + int(y.sum()), neg + int((~y).sum())
+    return {"true_positive_rate": tp / pos if pos else None, "false_positive_rate": fp / neg if neg else None,
+            "precision": tp / (tp + fp) if tp + fp else None}
+
+
+def _failures(
+    views: Sequence[LifeView], alerts: dict[str, Sequence[np.ndarray]], cutoff: float, horizon_hours: float
+) -> list[dict[str, Any]]:
+    """Per test-period failure, each policy's lead time (None: missed), for the report's figure."""
+    leads = {name: dict(failure_leads(a, views, cutoff, horizon_hours)) for name, a in alerts.items()}
+    first = next(iter(leads.values()), {})
+    return [{"machine_id": views[k].machine_id,
+             "failed_at": datetime.fromtimestamp(views[k].end_t, tz=timezone.utc).isoformat(),
+             "lead_hours": {name: by_life[k] for name, by_life in leads.items()}} for k in first]
 
 
 def reliability(
@@ -294,6 +334,10 @@ def evaluate_policy(
         "policies": metrics,
         "product_alerts_by_source": by_source,
         "reliability": reliability(product, views, cutoff, thr),
+        "failures": _failures(views, {"product": product.alert, "model_only": model_only, "rules_only": rules.alert},
+                              cutoff, horizon_hours),
+        "decision_points": {"product": decision_point(product.want, views, cutoff),
+                            "rules_only": decision_point(rules.want, views, cutoff)},
         "scoring_seconds": {"product": round(product.seconds, 2), "rules_only": round(rules.seconds, 2)},
         "seconds": round(time.perf_counter() - started, 2),
     }

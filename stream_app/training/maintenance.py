@@ -127,6 +127,7 @@ from stream_app.training.alert_threshold import ValidationLife, operating_point,
 from stream_app.training.baseline_store import StoredBaseline
 from stream_app.training.evaluate_policy import LifeView, evaluate_policy
 from stream_app.training.release import Release, comparison, gate_metrics
+from stream_app.training.maintenance_plots import MaintenanceCurves
 from stream_app.training.maintenance_report import build_report as _build_report
 from stream_app.training.report import Report, binary_metrics, brier, jsonable, reliability_bins, rmse
 
@@ -1423,8 +1424,9 @@ def _train(
     policy = evaluate_policy(
         written, settings, readings, outcomes, views, compared, cutoff, H, interval, config.policy_batch_size
     )
+    curves = _report_curves(encoded, lab_full, cutoff, model_scored, raw_prob, baselines, cap)
     report = _build_report(
-        manifest, source, seconds_before_save, calibration_data, policy, time.perf_counter() - wall_start
+        manifest, source, seconds_before_save, calibration_data, policy, time.perf_counter() - wall_start, curves
     )
     _replace_report(report, written.path)
     release.apply(registry, MODEL_NAME, written.version)
@@ -1463,6 +1465,33 @@ def evaluate_version(
 def _test_masks(encoded: Sequence[Encoded], labels: Sequence[Labels], cutoff: float) -> list[np.ndarray]:
     """Per life: the test-period readings whose label is known (what the test metrics count)."""
     return [(e.life.t >= cutoff) & l.y_mask for e, l in zip(encoded, labels)]
+
+
+def _report_curves(
+    encoded: Sequence[Encoded],
+    labels: Sequence[Labels],
+    cutoff: float,
+    model: Scored,
+    raw_prob: Sequence[np.ndarray],
+    baselines: Sequence[_FittedBaseline],
+    cap: float,
+) -> MaintenanceCurves:
+    """The test-period arrays the report's figures draw: the readings `evaluate` counts."""
+    test = _test_masks(encoded, labels, cutoff)
+    exact = [(e.life.t >= cutoff) & (l.ttf_kind == TTF_EXACT) & (l.ttf_hours < cap) for e, l in zip(encoded, labels)]
+    names = {"linear": "Linear baseline", "trees": "Gradient-boosted trees (LightGBM)"}
+
+    def on_test(per_life: Sequence[np.ndarray]) -> np.ndarray:
+        return _concat(p[m] for p, m in zip(per_life, test))
+
+    return MaintenanceCurves(
+        y=_concat(l.y[m] for l, m in zip(labels, test)),
+        probability={"LSTM": on_test(model.prob),
+                     **{names.get(b.stored.name, b.stored.name): on_test(b.scored.prob) for b in baselines}},
+        uncalibrated=on_test(raw_prob),
+        ttf_true_hours=_concat(l.ttf_hours[m] for l, m in zip(labels, exact)),
+        ttf_pred_hours=_concat(q[m] for q, m in zip(model.ttf_hours, exact)),
+    )
 
 
 def _replace_report(report: Report, directory: Path) -> None:

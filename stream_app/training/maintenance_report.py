@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from stream_app.scoring.confidence import SPREAD_PENALTY
+from stream_app.training.maintenance_plots import MaintenanceCurves, add_figures
 from stream_app.training.report import Report
 
 MODEL_NAME = "maintenance"
@@ -36,7 +37,9 @@ def build_report(
     calibration: Optional[dict[str, Any]] = None,
     policy: Optional[dict[str, Any]] = None,
     total_seconds: Optional[float] = None,
+    curves: Optional[MaintenanceCurves] = None,
 ) -> Report:
+    """The report; with `curves` (the test-period arrays) its figures too, written beside it."""
     m, b = manifest["metrics"]["model"], manifest["metrics"]["baseline"]
     m_raw, b_raw = manifest["metrics"].get("model_uncalibrated", {}), manifest["metrics"].get("baseline_uncalibrated", {})
     split, fp, tr, cfg = manifest["split"], manifest["data_fingerprint"], manifest["training"], manifest["train_config"]
@@ -110,6 +113,10 @@ def build_report(
         _policy_section(report, policy, manifest)
     elif policy is None:
         report.text("Decision policy on the test period", "Pending: evaluated once the version is written.")
+    if curves is not None:
+        add_figures(report, curves, policy, H, manifest["ttf_cap_hours"])
+    elif policy is None:
+        report.text("Figures", "Pending: drawn with the decision policy's evaluation.")
     mid = m.get("mid_life_start") or {}
     if mid.get("lives"):
         report.table(

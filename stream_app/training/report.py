@@ -1,20 +1,28 @@
 """Evaluation metrics and the training report (report.md for people, report.json for programs).
 
 Nothing here knows about maintenance: the metrics take label/score arrays, and `Report` is a
-list of headed blocks (text, key-value lists, tables) that renders to Markdown and JSON, so
-other streams' trainers can reuse both.
+list of headed blocks (text, key-value lists, tables, figures) that renders to Markdown and JSON,
+so other streams' trainers can reuse both. Figures are saved as PNGs beside report.md and linked
+from it (drawn by stream_app.training.plots).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
+import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+logger = logging.getLogger(__name__)
 
 
 # --- metrics -----------------------------------------------------------------------------------
@@ -182,12 +190,14 @@ def _jsonable(value: Any) -> Any:
 @dataclass
 class Block:
     heading: str
-    kind: str  # "text" | "kv" | "table"
-    text: str = ""
+    kind: str  # "text" | "kv" | "table" | "figure"
+    text: str = ""  # for a figure: why it was not drawn
     items: dict[str, Any] = field(default_factory=dict)
     columns: list[str] = field(default_factory=list)
     rows: list[list[Any]] = field(default_factory=list)
     note: str = ""
+    image: str = ""  # a figure's PNG file name, beside report.md
+    figure: Optional["Figure"] = None  # None: not drawn (see text)
 
 
 class Report:
@@ -212,6 +222,23 @@ class Report:
         self.blocks.append(Block(heading, "table", columns=list(columns), rows=[list(r) for r in rows], note=note))
         return self
 
+    def figure(self, heading: str, image: str, figure: "Figure", note: str = "") -> "Report":
+        """A figure, written as the PNG `image` beside report.md and linked under `heading`."""
+        self.blocks.append(Block(heading, "figure", image=_image_name(image), figure=figure, note=note))
+        return self
+
+    def figure_skipped(self, heading: str, image: str, why: str) -> "Report":
+        """A figure that was not drawn: `why` (a sentence) stands under its heading instead."""
+        self.blocks.append(Block(heading, "figure", image=_image_name(image), text=why))
+        return self
+
+    def figures(self) -> list[dict[str, Any]]:
+        """Per figure: its heading, its file (None when not drawn) and why not."""
+        return [{"heading": b.heading, "file": b.image if b.figure is not None else None,
+                 **({"note": b.note} if b.note and b.figure is not None else {}),
+                 **({"skipped": b.text} if b.figure is None else {})}
+                for b in self.blocks if b.kind == "figure"]
+
     # --- rendering ---------------------------------------------------------------------------------
     def to_markdown(self) -> str:
         out = [f"# {self.title}", "", f"_Generated {self.created_at.strftime('%Y-%m-%d %H:%M:%S UTC')}_", ""]
@@ -220,6 +247,9 @@ class Report:
                 out += [f"## {block.heading}", ""]
             if block.kind == "text":
                 out += [block.text.strip(), ""]
+            elif block.kind == "figure":
+                out += [f"![{_alt(block.heading or block.image)}]({block.image})" if block.figure is not None
+                        else block.text.strip(), ""]
             elif block.kind == "kv":
                 out += [f"- **{_cell(k)}**: {_cell(_fmt(v))}" for k, v in block.items.items()]
                 out.append("")
@@ -229,7 +259,7 @@ class Report:
                 for row in block.rows:
                     out.append("| " + " | ".join(_cell(_fmt(v)) for v in row) + " |")
                 out.append("")
-            if block.note:
+            if block.note and not (block.kind == "figure" and block.figure is None):
                 out += [f"_{block.note.strip()}_", ""]
         return "\n".join(out).rstrip() + "\n"
 
@@ -241,20 +271,53 @@ class Report:
                 entry["text"] = b.text
             elif b.kind == "kv":
                 entry["items"] = b.items
+            elif b.kind == "figure":
+                entry["file"] = b.image if b.figure is not None else None
+                if b.figure is None:
+                    entry["skipped"] = b.text
             else:
                 entry["columns"] = b.columns
                 entry["rows"] = b.rows
             if b.note:
                 entry["note"] = b.note
             blocks.append(entry)
-        return _jsonable({"title": self.title, "created_at": self.created_at, **self.data, "sections": blocks})
+        return _jsonable({"title": self.title, "created_at": self.created_at, **self.data, "figures": self.figures(),
+                          "sections": blocks})
 
     def write(self, directory: Path | str, stem: str = "report") -> tuple[Path, Path]:
+        """report.md and report.json (named by `stem`) and the figures' PNGs, each PNG replaced
+        whole; a figure that cannot be saved is noted in the report, not raised."""
         directory = Path(directory)
+        self._save_figures(directory)
         md, js = directory / f"{stem}.md", directory / f"{stem}.json"
         md.write_text(self.to_markdown(), encoding="utf-8")
         js.write_text(json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n", encoding="utf-8")
         return md, js
+
+    def _save_figures(self, directory: Path) -> None:
+        for block in self.blocks:
+            if block.kind != "figure" or block.figure is None:
+                continue
+            tmp = directory / f".{block.image}.tmp"
+            try:
+                block.figure.savefig(tmp, format="png", dpi="figure", metadata={"Software": None})
+                os.replace(tmp, directory / block.image)
+            except Exception as exc:  # the report and the run outlive a figure that cannot be saved
+                logger.warning("report figure %s could not be saved", block.image, exc_info=True)
+                tmp.unlink(missing_ok=True)
+                block.figure, block.text = None, f"Not drawn: saving the image failed ({type(exc).__name__}: {exc})."
+
+
+def _image_name(image: str) -> str:
+    """A plain PNG file name: figures sit beside report.md, never elsewhere."""
+    name = Path(image).name
+    if name != image or not name.endswith(".png") or name.startswith("."):
+        raise ValueError(f"figure image must be a plain .png file name, got {image!r}")
+    return name
+
+
+def _alt(text: str) -> str:
+    return text.replace("[", "(").replace("]", ")").replace("\n", " ")
 
 
 def jsonable(value: Any) -> Any:

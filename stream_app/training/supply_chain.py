@@ -80,6 +80,7 @@ from stream_app.training.history_import import layouts
 from stream_app.training.history_import.column_map import ColumnMap
 from stream_app.training.release import NOT_COMPARABLE, Release, comparison, gate_metrics
 from stream_app.training.report import Report, jsonable, roc_auc
+from stream_app.training.supply_chain_plots import SupplyChainScores, add_figures
 
 MODEL_NAME = scoring.MODEL_NAME
 NORMAL = ""
@@ -541,7 +542,8 @@ def _train(
         torch.save(vae.model.state_dict(), staging / scoring.VAE_FILE)
         np.save(staging / scoring.HST_FILE, hst.reference, allow_pickle=False)
         torch.save({"graph": graph.to_state(), "stats": stats.to_state()}, staging / scoring.GRAPH_FILE)
-        _build_report(manifest, source, time.perf_counter() - wall).write(staging)
+        scores = SupplyChainScores(kind[test], evidence[test], threshold, stat["hst"][test], hst_threshold)
+        _build_report(manifest, source, time.perf_counter() - wall, scores).write(staging)
     written = next((v for v in reversed(registry.versions(MODEL_NAME)) if v.manifest.get("run_id") == run_id), None)
     if written is None:
         raise RuntimeError("the new model version was written but cannot be found in the registry")
@@ -672,7 +674,9 @@ def _pct(v: Optional[float]) -> str:
     return "–" if v is None else f"{100 * v:.1f} %"
 
 
-def _build_report(manifest: dict[str, Any], source: Optional[dict[str, Any]], seconds: float) -> Report:
+def _build_report(manifest: dict[str, Any], source: Optional[dict[str, Any]], seconds: float,
+                  scores: Optional[SupplyChainScores] = None) -> Report:
+    """The report; with `scores` (the test period's) its figures too, written beside it."""
     m = manifest["metrics"]["test"]
     split, tr, ens = manifest["split"], manifest["training"], manifest["ensemble"]
     rate = ens["target_flag_rate"]
@@ -723,6 +727,8 @@ def _build_report(manifest: dict[str, Any], source: Optional[dict[str, Any]], se
     detector_rows.append(["rules only", _pct(rm["detection"]), _pct(rm["flag_rate_normal"])] + [_pct(rm["kinds"][k]["detection"]) for k in kinds])
     report.table("Each detector alone (test period, same flag rate)", ["Detector", "Detection", "Flag rate", *kinds], detector_rows,
                  note="Each detector's surprise thresholded alone at the same validation quantile: what the ensemble adds.")
+    if scores is not None:
+        add_figures(report, scores, m, rate)
     rel = manifest["metrics"]["confidence_reliability"]
     report.table(
         "Confidence of model decisions (test period)",
