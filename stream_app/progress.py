@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Optional, Sequence
+from typing import Optional
 
 from tqdm import tqdm
 
@@ -31,26 +31,31 @@ def bar(desc: str, total: Optional[float] = None, unit: str = "it", leave: bool 
                 dynamic_ncols=True, mininterval=0.5, unit_scale=unit not in ("epoch", "step", "run"))
 
 
+def note(text: str) -> None:
+    """A line of what the work found, printed above any bar; on a terminal only, like the bars."""
+    if enabled():
+        tqdm.write(text, file=sys.stderr)
+
+
 class Steps:
-    """Named steps of one piece of work, e.g. a trainer's graph, models and calibration: the bar
-    shows how many are done and which one runs."""
+    """The steps of one piece of work, e.g. a trainer's graph, models and calibration: the bar
+    shows how many are done and what the current one does."""
 
-    def __init__(self, desc: str, names: Sequence[str]) -> None:
-        self.names = list(names)
-        self._bar = bar(desc, total=len(self.names), unit="step")
-        self._current: Optional[str] = None
+    def __init__(self, desc: str, total: int) -> None:
+        self._bar = bar(desc, total=total, unit="step")
+        self._running = False
 
-    def __call__(self, name: str) -> None:
-        """Step `name` starts; the one before it is done."""
-        if self._current is not None:
+    def __call__(self, text: str) -> None:
+        """A step starts (`text` says what it does); the one before it is done."""
+        if self._running:
             self._bar.update(1)
-        self._current = name
-        self._bar.set_postfix_str(name, refresh=True)
+        self._running = True
+        self._bar.set_postfix_str(text, refresh=True)
 
     def close(self) -> None:
-        if self._current is not None:
+        if self._running:
             self._bar.update(1)
-            self._current = None
+            self._running = False
         self._bar.close()
 
     def __enter__(self) -> "Steps":
@@ -58,4 +63,3 @@ class Steps:
 
     def __exit__(self, *_: object) -> None:
         self.close()
-

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from schemas.common import InputEvent
+from stream_app import progress
 from stream_app.registry import ModelRegistry, ModelVersion
 from stream_app.settings import Settings
 from stream_app.training.release import Release, describe
@@ -110,7 +111,7 @@ def _train_one(
         print(f"{stream}: simulating {trainer.simulated_what}", flush=True)
         first_input, second_input = trainer.simulate(quick)
     version = trainer.train(
-        registry, first_input, second_input, trainer.config(quick), sys.stderr.isatty(), source=source, promote=release
+        registry, first_input, second_input, trainer.config(quick), progress.enabled(), source=source, promote=release
     )
     return f"{summary(stream, version)}\n{describe(registry, stream, version.version)}"
 

@@ -77,6 +77,7 @@ from stream_app.training.demand_data import (  # noqa: F401 - re-exported for th
     load_demand_history,
     simulated_history,
 )
+from stream_app import progress as show
 from stream_app.training.demand_metrics import horizon_scores, interval_factor, pinball_loss, widen
 from stream_app.training.demand_plots import DemandForecasts
 from stream_app.training.demand_report import build_report
@@ -369,22 +370,25 @@ def train_demand(
 ) -> ModelVersion:
     """Train, evaluate against the baselines and the current version, and save a new `demand`
     version, released as `promote` says (stream_app.training.release; default: through the
-    promotion gate, False: registered only). `progress`: True prints epochs to stderr, or a
-    callable gets the lines."""
+    promotion gate, False: registered only). `progress`: True shows a bar of the epochs
+    (stream_app.progress), or a callable gets a line per epoch."""
     wall_start = time.perf_counter()
-    say: Optional[Callable[[str], None]]
-    if progress is True:
-        import sys
+    epochs = show.bar("training demand transformer", total=config.epochs, unit="epoch") if progress is True else None
 
-        say = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
-    else:
-        say = progress or None
+    def on_epoch(line: str) -> None:  # "epoch 3: train ... validation ..."
+        assert epochs is not None
+        epochs.update(1)
+        epochs.set_postfix_str(line.split(": ", 1)[-1])
+
+    say: Optional[Callable[[str], None]] = on_epoch if epochs is not None else (progress or None)  # type: ignore[assignment]
     previous = torch.get_num_threads()
     torch.set_num_threads(config.threads)
     try:
         return _train(registry, list(sales), list(calendar), config, say, Release.of(promote), source, wall_start)
     finally:
         torch.set_num_threads(previous)
+        if epochs is not None:
+            epochs.close()
 
 
 def _train(

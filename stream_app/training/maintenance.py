@@ -123,6 +123,7 @@ from stream_app.settings import MaintenanceSettings
 from stream_app.scoring.operating_point import OperatingPoint
 from stream_app.training import baseline_store
 from stream_app.training import baselines as bl
+from stream_app import progress as show
 from stream_app.training.alert_threshold import ValidationLife, operating_point, sweep
 from stream_app.training.baseline_store import StoredBaseline
 from stream_app.training.evaluate_policy import LifeView, evaluate_policy
@@ -801,11 +802,7 @@ def fit_lstm(
     best_state: Optional[dict[str, torch.Tensor]] = None
     stale = 0
 
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=config.epochs, desc="training maintenance LSTM", unit="epoch")
+    bar = show.bar("training maintenance LSTM", total=config.epochs, unit="epoch") if progress else None
     try:
         for epoch in range(1, config.epochs + 1):
             model.train()

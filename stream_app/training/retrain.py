@@ -33,6 +33,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
+from stream_app import progress
 from stream_app.intake import limits_from_settings
 from stream_app.kafka_security import aiokafka_options
 from schemas import DriftEvent
@@ -90,7 +91,7 @@ def _run(settings: Settings, registry: ModelRegistry, job: RetrainJob, reason: s
         return RetrainResult(None, f"{job.stream}: {first.summary()}: nothing to train on")
     try:
         version = trainer.train(
-            registry, events, second.events, trainer.config(job.quick), False,
+            registry, events, second.events, trainer.config(job.quick), progress.enabled(),
             source=source, promote=Release("gate", ACTOR, f"retraining: {reason}"),
         )
     except ValueError as exc:  # the trainers' word for a history they cannot learn from

@@ -75,6 +75,7 @@ from stream_app.scoring.supply_chain_ensemble import (
 )
 from stream_app.scoring.supply_chain_rules import RULES
 from stream_app.settings import SupplyChainSettings
+from stream_app import progress as show
 from stream_app.training import data as loaders
 from stream_app.training.history_import import layouts
 from stream_app.training.history_import.column_map import ColumnMap
@@ -310,15 +311,23 @@ def train_supply_chain(
     wall = time.perf_counter()
     previous = torch.get_num_threads()
     torch.set_num_threads(config.threads)
+    steps = show.Steps("training supply chain", STEPS) if progress else None
     try:
-        return _train(registry, transactions, verdicts, config, progress, Release.of(promote), source, wall)
+        return _train(registry, transactions, verdicts, config, steps, Release.of(promote), source, wall)
     finally:
         torch.set_num_threads(previous)
+        if steps is not None:
+            steps.close()
 
 
-def _say(progress: bool, wall: float, text: str) -> None:
-    if progress:
-        print(f"[{time.perf_counter() - wall:6.1f}s] {text}", flush=True)
+STEPS = 5  # the _say calls of _train: replay, GNN, VAE and HalfSpaceTrees, scoring, written
+
+
+def _say(steps: Optional[show.Steps], wall: float, text: str) -> None:
+    """A step of the training starts: the bar of steps says so, and a line what it found."""
+    if steps is not None:
+        steps(text.split(";")[-1].strip())
+        show.note(f"[{time.perf_counter() - wall:6.1f}s] {text}")
 
 
 @dataclass
@@ -337,7 +346,7 @@ def _train(
     transactions: Sequence[SupplyChainTransaction],
     verdicts: Sequence[SupplyChainVerdict],
     config: TrainConfig,
-    progress: bool,
+    steps: Optional[show.Steps],
     release: Release,
     source: Optional[dict[str, Any]],
     wall: float,
@@ -366,7 +375,7 @@ def _train(
                          "burn-in: give a longer history or a shorter burn_in_days")
     if (val & normal).sum() < 200 or not test.any():
         raise ValueError("the validation period needs at least 200 normal transactions and the test period some")
-    _say(progress, wall, f"{len(txs):,} transactions, {int((~normal).sum()):,} confirmed attacks; replaying the training period")
+    _say(steps, wall, f"{len(txs):,} transactions, {int((~normal).sum()):,} confirmed attacks; replaying the training period")
 
     # fitted on normal training flows only
     normal_train = [tx for tx, ok in zip(txs, train & normal) if ok]
@@ -401,11 +410,11 @@ def _train(
     while vi < len(known_verdicts) and known_verdicts[vi].ts.timestamp() < split.val_cut:
         graph.apply_verdict(known_verdicts[vi])
         vi += 1
-    _say(progress, wall, "fitting the GNN on established normal flows")
+    _say(steps, wall, "fitting the GNN on established normal flows")
     snap = pyg.snapshot(graph, config.min_edge_count)
     anchors = pyg.choose_anchors(snap, config.anchors)
     gnn, gnn_info = fit_gnn(snap, anchors, config, rng)
-    _say(progress, wall, f"GNN held-out edge AUC {gnn_info['held_out_auc']:.3f}; fitting the VAE and HalfSpaceTrees")
+    _say(steps, wall, f"GNN held-out edge AUC {gnn_info['held_out_auc']:.3f}; fitting the VAE and HalfSpaceTrees")
     vae, vae_info = fit_vae(x[fit_rows], config, rng)
     hst_started = time.perf_counter()
     hst = fit_hst(x[fit_rows].astype(np.float64), config)
@@ -419,7 +428,7 @@ def _train(
                                    embedding_refresh_every=config.embedding_refresh_every, embedding_refresh_s=1e9)
     scorer = scoring.SupplyChainScorer(settings, model, graph, stats, background_refresh=False)
 
-    _say(progress, wall, "scoring the validation and test periods through the live scorer")
+    _say(steps, wall, "scoring the validation and test periods through the live scorer")
     current = registry.current(MODEL_NAME)
     shadow = _Shadow.start(current, settings, graph, stats) if current is not None else None
     assessments: list[tuple[int, scoring.Assessment]] = []
@@ -550,7 +559,7 @@ def _train(
     # The version must load as a worker loads it before it may become current.
     scoring.SupplyChainScorer.from_version(written, settings, background_refresh=False).close()
     release.apply(registry, MODEL_NAME, written.version)
-    _say(progress, wall, f"{MODEL_NAME} {written.version} written to {written.path}")
+    _say(steps, wall, f"{MODEL_NAME} {written.version} written to {written.path}")
     return written
 
 
