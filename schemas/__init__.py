@@ -1,7 +1,7 @@
 """Pydantic models of every message of the public contract; JSON Schema files beside them
 (`schemas/json/`, regenerated with `python -m schemas.export`)."""
 
-from schemas.common import InputEvent, OutputMessage
+from schemas.common import InputEvent, OutputMessage, OutputPart
 from schemas.outputs import (
     Alert,
     Contribution,
@@ -36,7 +36,12 @@ MESSAGES = {
     "drift-event": DriftEvent,
 }
 
+# A gateway may send a JSON array of input events of one kind as one message: its schema's name
+# -> the event model (every input topic takes both forms; schemas/json/<name>.schema.json).
+GATEWAY_BATCHES = {f"{name}-batch": model for name, model in MESSAGES.items() if issubclass(model, InputEvent)}
+
 __all__ = [
+    "GATEWAY_BATCHES",
     "MESSAGES",
     "Alert",
     "CalendarEntry",
@@ -52,6 +57,7 @@ __all__ = [
     "MaintenanceOutcome",
     "MaintenancePrediction",
     "OutputMessage",
+    "OutputPart",
     "RuleCheck",
     "SalesEvent",
     "SensorReading",

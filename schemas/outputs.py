@@ -9,7 +9,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import Field
 
-from schemas.common import OutputMessage
+from schemas.common import OutputMessage, OutputPart
 
 DecisionSource = Literal["model", "rule"]
 Severity = Literal["info", "warning", "critical"]
@@ -62,7 +62,7 @@ class MaintenancePrediction(OutputMessage):
     shadow: bool = False
 
 
-class InputRef(OutputMessage):
+class InputRef(OutputPart):
     """Where one input of an alert lies in Kafka, and the SHA-256 of that message's bytes (a
     gateway message: the whole array), so an auditor can fetch it and check it is the one."""
 
@@ -91,7 +91,7 @@ class Alert(OutputMessage):
     inputs: list[InputRef] = Field(default_factory=list)
 
 
-class Contribution(OutputMessage):
+class Contribution(OutputPart):
     """How much one input moved the score (signed, in score units)."""
 
     name: str
@@ -99,14 +99,14 @@ class Contribution(OutputMessage):
     contribution: float
 
 
-class TimeStepContribution(OutputMessage):
+class TimeStepContribution(OutputPart):
     event_id: Optional[str] = None
     event_ts: Optional[datetime] = None
     steps_ago: int
     contribution: float
 
 
-class Counterfactual(OutputMessage):
+class Counterfactual(OutputPart):
     feature: str
     actual: Optional[float]
     alternative: float
@@ -115,7 +115,7 @@ class Counterfactual(OutputMessage):
     text: str
 
 
-class RuleCheck(OutputMessage):
+class RuleCheck(OutputPart):
     rule: str
     value: Optional[float]
     limit: float
@@ -142,13 +142,17 @@ class Explanation(OutputMessage):
 
 class DeadLetter(OutputMessage):
     """`payload`: the bad input (a gateway array's bad element alone, re-serialized), cut to fit;
-    `payload_bytes` and `payload_sha256`: of the whole source message at `offset`."""
+    `payload_bytes` and `payload_sha256`: of the whole source message at `offset`. The Kafka
+    headers `dlq.*` repeat the error and the origin (stream_app/deadletter.py)."""
 
     dead_letter_id: str
     source_topic: str
     partition: Optional[int]
     offset: Optional[int]
     key: Optional[str]
+    # How `key` holds the source message's key (base64 when it is not UTF-8), and whether it was cut.
+    key_encoding: Literal["utf-8", "base64"] = "utf-8"
+    key_truncated: bool = False
     payload: str
     payload_encoding: Literal["utf-8", "base64"]
     payload_bytes: int

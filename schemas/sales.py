@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Literal, Optional
 
-from pydantic import Field
+from pydantic import Field, StrictBool
 
-from schemas.common import EntityId, FiniteFloat, InputEvent, Name, OutputMessage
+from schemas.common import EntityId, FiniteFloat, InputEvent, IsoDate, Name, OutputMessage, OutputPart
 
 
 class SalesEvent(InputEvent):
@@ -16,7 +16,7 @@ class SalesEvent(InputEvent):
     units: FiniteFloat = Field(ge=0)
     unit_price: FiniteFloat = Field(ge=0)
     channel: Optional[Name] = None
-    promo: bool = False
+    promo: StrictBool = False  # true or false: "yes" and 1 are type errors
     campaign_id: Optional[EntityId] = None
 
 
@@ -26,12 +26,12 @@ class CalendarEntry(InputEvent):
     kind: Literal["holiday", "campaign", "launch", "media"]
     market: Name
     sku: Optional[EntityId] = None
-    start: date
-    end: date
+    start: IsoDate
+    end: IsoDate
     intensity: FiniteFloat = 1.0
 
 
-class ForecastDay(OutputMessage):
+class ForecastDay(OutputPart):
     """Quantiles of one horizon day's units."""
 
     day: date
@@ -41,7 +41,7 @@ class ForecastDay(OutputMessage):
     p90: float = Field(ge=0)
 
 
-class ForecastTotal(OutputMessage):
+class ForecastTotal(OutputPart):
     """Quantiles of the units over the next `days` days (not the sum of the daily quantiles)."""
 
     days: int = Field(ge=1)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 from pydantic import Field, field_validator
 
-from schemas.common import EntityId, FiniteFloat, InputEvent, Name
+from schemas.common import WHOLE_NUMBER, EntityId, FiniteFloat, InputEvent, Name
 
 
 class SensorReading(InputEvent):
@@ -17,7 +17,8 @@ class SensorReading(InputEvent):
     sensors: dict[Name, Optional[FiniteFloat]] = Field(min_length=1, max_length=256)
     machine_type: Optional[Name] = None
     operating_mode: Optional[Name] = None
-    cycle: Optional[int] = Field(None, ge=0, le=2**53)  # JSON-safe integers only
+    # JSON-safe integers only; "5" and true are type errors, as for every number
+    cycle: Optional[Annotated[int, Field(ge=0, le=2**53), WHOLE_NUMBER]] = None
 
 
 class MaintenanceOutcome(InputEvent):

@@ -22,11 +22,9 @@ from typing import Any, Generic, Optional, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
 
-from schemas.common import InputEvent
+from schemas.common import SUPPORTED_SCHEMA_VERSIONS, InputEvent
 
 E = TypeVar("E", bound=InputEvent)
-
-SUPPORTED_SCHEMA_VERSIONS = frozenset({1})
 
 
 class ErrorCode:
@@ -100,7 +98,8 @@ def _validate_one(
     if not isinstance(obj, dict):
         return DecodeFailure(ErrorCode.NOT_OBJECT, f"expected a JSON object, got {type(obj).__name__}", index)
     version = obj.get("schema_version", 1)
-    if isinstance(version, bool) or version not in SUPPORTED_SCHEMA_VERSIONS:
+    # Numbers only: a list or object is unhashable (set membership would raise), true is not 1.
+    if isinstance(version, bool) or not isinstance(version, (int, float)) or version not in SUPPORTED_SCHEMA_VERSIONS:
         supported = ", ".join(map(str, sorted(SUPPORTED_SCHEMA_VERSIONS)))
         return DecodeFailure(
             ErrorCode.SCHEMA_VERSION, f"schema_version {version!r} is not supported (supported: {supported})", index

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime, timezone
 
@@ -8,16 +9,45 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from schemas import MESSAGES, SensorReading, deterministic_id
-from schemas import export
+from schemas import (GATEWAY_BATCHES, MESSAGES, DriftEvent, ForecastDay, InputEvent, OutputMessage, SensorReading,
+                     deterministic_id, export)
+from schemas.outputs import InputRef
 
 
 def test_committed_json_schema_files_match_the_models() -> None:
     assert export.main(["--check"]) == 0, "run: python -m schemas.export"
 
 
-def test_every_message_has_a_committed_schema_file() -> None:
-    assert {p.name for p in export.JSON_DIR.glob("*.schema.json")} == {f"{n}.schema.json" for n in MESSAGES}
+def test_every_message_and_gateway_form_has_a_committed_schema_file() -> None:
+    assert {p.name for p in export.JSON_DIR.glob("*.schema.json")} == {f"{n}.schema.json" for n in export.names()}
+    assert set(export.names()) == set(MESSAGES) | set(GATEWAY_BATCHES)
+    inputs = {name for name, model in MESSAGES.items() if issubclass(model, InputEvent)}
+    assert set(GATEWAY_BATCHES) == {f"{name}-batch" for name in inputs} and len(inputs) == 6
+
+
+def test_every_file_declares_draft_2020_12_and_every_published_message_its_version() -> None:
+    for name in export.names():
+        schema = json.loads((export.JSON_DIR / f"{name}.schema.json").read_text())
+        assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema", name
+        assert schema["$id"] == f"{name}.schema.json"
+    for name, model in MESSAGES.items():
+        version = json.loads((export.JSON_DIR / f"{name}.schema.json").read_text())["properties"]["schema_version"]
+        if issubclass(model, OutputMessage):
+            assert version["const"] == 1 == model.model_fields["schema_version"].default, name
+        else:
+            assert version["enum"] == [1], name
+
+
+def test_published_messages_carry_their_schema_version_and_their_parts_do_not() -> None:
+    assert json.loads(ForecastDay(day="2026-03-01", horizon_days=1, p10=0, p50=1, p90=2).model_dump_json()).keys() \
+        == {"day", "horizon_days", "p10", "p50", "p90"}
+    assert "schema_version" not in InputRef.model_fields
+    drift = DriftEvent(drift_id="d", stream="s", partition=0, feature="f", detector="adwin",
+                       detected_at=datetime(2026, 3, 1, tzinfo=timezone.utc), event_ts=None, values_seen=1,
+                       mean_before=0, mean_after=1, reference_mean=0, reference_std=1, effect=1, sensitivity={})
+    assert json.loads(drift.model_dump_json())["schema_version"] == 1
+    with pytest.raises(ValidationError):
+        DriftEvent.model_validate({**drift.model_dump(), "schema_version": 2})
 
 
 def _reading(**overrides: object) -> dict:
