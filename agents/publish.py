@@ -4,9 +4,12 @@ deliveries before the batch's input offsets are acknowledged (at-least-once)."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Awaitable, Optional
+from typing import Any, Awaitable, Optional, Sequence
 
-from schemas import OutputMessage
+from schemas import DeadLetter, OutputMessage
+from stream_app.deadletter import kafka_headers
+
+Headers = Sequence[tuple[str, bytes]]
 
 
 class Outbox:
@@ -14,10 +17,15 @@ class Outbox:
         self._producer = producer
         self._pending: list[Awaitable[Any]] = []
 
-    async def send(self, topic: str, key: Optional[str], message: OutputMessage) -> None:
+    async def send(
+        self, topic: str, key: Optional[str], message: OutputMessage, headers: Optional[Headers] = None
+    ) -> None:
+        """Dead letters get their `dlq.*` headers here, whichever agent sends them."""
+        if headers is None and isinstance(message, DeadLetter):
+            headers = kafka_headers(message)
         value = message.model_dump_json().encode()
         fut = await self._producer.send(
-            topic, key.encode() if key is not None else None, value, None, None, None
+            topic, key.encode() if key is not None else None, value, None, None, list(headers) if headers else None
         )
         self._pending.append(fut)
 
