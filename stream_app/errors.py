@@ -145,7 +145,7 @@ def _exit_message(message: str) -> Explained:
     if re.match(r"cannot train \S+ on ", text):
         stream = text.split()[2]
         return Explained(text, "--data takes JSON Lines in the events' layout, CSV or Parquet; --map names your "
-                               f"columns (README: Training on your own data); `stream-app simulate --stream {stream} "
+                               f"columns (README: Training on your own machines); `stream-app simulate --stream {stream} "
                                "--history DIR` writes an example")
     return Explained(text)
 
