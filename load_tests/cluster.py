@@ -98,3 +98,6 @@ class Launcher:
 
     def bare_agent(self, name: str, app_id: str, input_topic: str, output_topic: str) -> Process:
         return self._start(name, ["-m", "load_tests.bare_agent", input_topic, output_topic], self.env(name, app_id, {}))
+
+    def quix(self, name: str, app_id: str, input_topic: str, output_topic: str) -> Process:
+        return self._start(name, ["-m", "load_tests.quix_forward", input_topic, output_topic], self.env(name, app_id, {}))

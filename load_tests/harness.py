@@ -1,11 +1,12 @@
-"""Load harness (issue #7): a stream's figures measured in one run, on one embedded broker,
-against baselines measured in the same run.
+"""Load harness: a stream's figures measured in one run, on one embedded broker, against
+baselines and a peer measured in the same run.
 
     python -m load_tests.harness [--stream maintenance|supply-chain|demand|all] [--rate N | --max]
         [--events N] [--workers 1,2] [--machines N] [--gateway-batch N] [--out DIR]
 
 Per stream, the same simulated events drive, case after case: the bare Faust agent
-(load_tests/bare_agent.py; a plain aiokafka consumer then reads its input), 1, then N
+(load_tests/bare_agent.py; a plain aiokafka consumer then reads its input), the same
+decode-and-forward in Quix Streams (load_tests/quix_forward.py; `load` extra), 1, then N
 `stream-app worker` processes, and for maintenance one worker on gateway messages
 (`--gateway-batch` readings per JSON array). Each case has its own topics and consumer group;
 it starts its processes, waits until they have scored a warm-up (start-up, group join and model
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import os
 import platform
 import shutil
@@ -88,6 +90,21 @@ class Run:
 
         return await self._run(Case(case, "bare-faust", feed, output, app_id, start, drive, self.args.timeout), plain)
 
+    async def quix(self, spec: StreamSpec, case: str, drive: Drive) -> list[CaseResult]:
+        """The peer: a Quix Streams application doing the bare agent's work (load_tests/quix_forward.py)."""
+        if importlib.util.find_spec("quixstreams") is None:
+            say(f"  {case}: skipped, quixstreams is not installed (pip install -e '.[load]')")
+            return []
+        feed = await self._feed(spec, case, drive)
+        output = f"{case}.forwarded"
+        await ensure_topics(self.broker.bootstrap, [output], self.broker.partitions)
+        app_id = f"load-{case}"
+
+        def start() -> list[Process]:
+            return [self.launcher.quix(case, app_id, feed.input_topic, output)]
+
+        return await self._run(Case(case, "quix", feed, output, app_id, start, drive, self.args.timeout), False)
+
     async def _run(self, case: Case, plain: bool) -> list[CaseResult]:
         """The case; with `plain`, then the plain consumer on the case's input, all in the topic now."""
         results = [await run_case(self.broker, case)]
@@ -141,6 +158,7 @@ async def run_stream(run: Run, spec: StreamSpec) -> list[CaseResult]:
     events = simulate(spec.name, WARM_UP_EVENTS + n, size)
     backlog = make_drive(spec, events)
     results = await run.bare_agent(spec, f"{spec.name}-bare", backlog, plain=True)
+    results.extend(await run.quix(spec, f"{spec.name}-quix", backlog))
     for w in args.workers:
         results.extend(await run.workers(spec, f"{spec.name}-w{w}", backlog, w))
     if spec.name == "maintenance" and args.gateway_batch > 1:

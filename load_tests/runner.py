@@ -49,7 +49,7 @@ class Drive:
 @dataclass(frozen=True)
 class Case:
     name: str
-    kind: str  # worker | bare-faust
+    kind: str  # worker | bare-faust | quix
     feed: Feed  # empty: the case produces into it
     output_topic: str
     group: str  # the processes' consumer group (Faust: the app id)
