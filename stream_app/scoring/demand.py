@@ -485,7 +485,7 @@ class DemandScorer:
         z = self._model.z_scale if self._model else 1.0
         fb_conf = confidence(fb_totals, history, np.ones(len(slots), dtype=bool), z)
         inputs, out, known_market = None, None, np.zeros(len(slots), dtype=bool)
-        if self._model is not None:
+        if self._model is not None and self._model.rules_serve is None:
             cal = self.calendar.matrix(markets, skus, day - L + 1, L + H)
             inputs = encode(self._model.features, units, price, promo, active, cal, np.full(len(slots), day), markets)
             try:
@@ -549,12 +549,14 @@ class DemandScorer:
             method = self.fallback_method.replace("_", " ")
             if self._model is None:
                 why = self.unavailable_reason
+            elif self._model.rules_serve is not None:
+                why = self._model.rules_serve
             elif history < s.min_history_days:
                 why = f"model unsure: {history} days of history < {s.min_history_days}"
             else:
                 why = f"model unsure: confidence {model_conf:.2f} < {s.min_confidence:.2f}"
             text = f"rule decided ({method}): {why}"
-        if self._model is not None and not known_market:
+        if self._model is not None and self._model.rules_serve is None and not known_market:
             text += f"; market {market} was not in the model's training data"
         if late:
             text += f"; {late} late sales events corrected earlier days of this series since its last forecast"

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
@@ -130,6 +130,15 @@ def _positive(value: object, name: str) -> float:
     return float(value)
 
 
+def _rules_serve(serving: Any) -> Optional[str]:
+    """The manifest's "serving" (older versions have none: the model serves)."""
+    if not isinstance(serving, dict) or serving.get("decides", "model") == "model":
+        return None
+    if serving["decides"] != "rules":
+        raise ValueError(f"serving.decides must be 'model' or 'rules', not {serving['decides']!r}")
+    return str(serving.get("why") or "the rule fallback won on validation")
+
+
 @dataclass(frozen=True)
 class LoadedDemandModel:
     version: str
@@ -140,6 +149,8 @@ class LoadedDemandModel:
     fallback_method: str
     residuals: ResidualQuantiles
     z_scale: float = 1.0
+    # Why the rule fallback forecasts instead of the model (it won on validation), or None.
+    rules_serve: Optional[str] = None
 
     @classmethod
     def from_version(cls, version: ModelVersion) -> "LoadedDemandModel":
@@ -167,6 +178,7 @@ class LoadedDemandModel:
             fallback_method=fallback["method"],
             residuals=ResidualQuantiles.from_dict(fallback["residual_quantiles"][fallback["method"]], features.horizon_days),
             z_scale=_positive((m.get("confidence") or {}).get("z_scale", 1.0), "confidence.z_scale"),
+            rules_serve=_rules_serve(m.get("serving")),
         )
 
     def forecast(self, inputs: ModelInputs, keep_output: bool = False) -> Forecast:

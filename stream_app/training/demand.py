@@ -45,7 +45,7 @@ import math
 import time
 import uuid
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -113,6 +113,9 @@ class TrainConfig:
     val_days: int = 60
     seed: int = 0
     threads: int = 1
+    # "auto": the model serves only if it beats its rule fallback on validation (choose_serving);
+    # "model": it serves regardless (a deliberately short training that exercises the model).
+    serve: str = "auto"
 
     @classmethod
     def quick(cls, **overrides: Any) -> "TrainConfig":
@@ -315,6 +318,31 @@ def evaluate_version(version: ModelVersion, panel: Panel, pairs: np.ndarray, con
     return gate_metrics(MODEL_NAME, {"metrics": {"model": horizon_scores(test.future, daily, _totals_truth(test.future), totals)}})
 
 
+def choose_serving(model: Mapping[str, Any], rules: Mapping[str, Any], method: str,
+                   force_model: bool = False) -> dict[str, Any]:
+    """What forecasts once the version is served: the model, or its rule fallback when the rule
+    had the lower pinball loss over days 1-30 on the validation origins (a model that does not
+    beat a moving average on the user's own history should not be what they get). Both are
+    judged with their calibrated intervals, on the same origins. `force_model`: TrainConfig.serve."""
+    keep = ("pinball", "wape", "coverage")
+    m, r = model.get("pinball"), rules.get("pinball")
+    rule_won = m is not None and r is not None and r < m
+    decides = "rules" if rule_won and not force_model else "model"
+    name = method.replace("_", " ")
+    why = (f"the {name} rule beat the model on validation: pinball {r:.4g} vs {m:.4g}" if rule_won
+           else f"the model beat the {name} rule on validation: pinball {m:.4g} vs {r:.4g}" if m is not None and r is not None
+           else "no validation comparison: the model serves")
+    if rule_won and force_model:
+        why = f"the model serves by configuration (serve='model'), though {why}"
+    return {"decides": decides, "why": why, "rule_method": method, "fitted_on": "validation origins",
+            "validation": {"model": {k: model.get(k) for k in keep}, "rules": {k: rules.get(k) for k in keep}}}
+
+
+def _with_truth(forecast: tuple[np.ndarray, np.ndarray], totals_y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(daily, totals) -> (daily, totals truth, totals): horizon_scores' argument order after y."""
+    return forecast[0], totals_y, forecast[1]
+
+
 def _totals_truth(future: np.ndarray) -> np.ndarray:
     return np.stack([future[:, :w].sum(axis=1) for w in TOTAL_WINDOWS], axis=1)
 
@@ -423,6 +451,11 @@ def _train(
     val_base = _baselines(val, residuals)
     val_wape = {m: horizon_scores(val.future, d, _totals_truth(val.future), t)["1-30"]["wape"] for m, (d, t) in val_base.items()}
     fallback_method = min(val_wape, key=lambda m: val_wape[m] if val_wape[m] is not None else math.inf)
+    serving = choose_serving(
+        horizon_scores(val.future, widen(val.daily, daily_factor), val_totals, val_totals_cal)["1-30"],
+        horizon_scores(val.future, *_with_truth(val_base[fallback_method], val_totals))["1-30"], fallback_method,
+        force_model=config.serve == "model",
+    )
 
     # test period
     test = _evaluate(make, pairs["test"], model)
@@ -435,6 +468,7 @@ def _train(
         "model_uncalibrated": horizon_scores(y, test.daily, y_tot, test.totals),
         **{m: horizon_scores(y, d, y_tot, t) for m, (d, t) in base.items()},
     }
+    metrics["served"] = metrics["model" if serving["decides"] == "model" else fallback_method]
     known = np.ones(len(y), dtype=bool)
     conf = confidence(model_totals, test.history_days, known, z_scale)
     per_day = {
@@ -470,6 +504,7 @@ def _train(
         "interval_calibration": {"daily_factor": daily_factor, "totals_factors": totals_factors, "target_coverage": COVERAGE_TARGET,
                                  "fitted_on": "validation origins"},
         "confidence": {"z_scale": z_scale, "tolerance": TOLERANCE, "fitted_on": "validation origins"},
+        "serving": serving,
         "fallback": {"method": fallback_method, "validation_wape": val_wape,
                      "residual_quantiles": {m: r.to_dict() for m, r in residuals.items()}},
         "metrics": jsonable(metrics),

@@ -23,7 +23,7 @@ def build_report(manifest: dict[str, Any], extras: dict[str, Any], source: Optio
     report = Report("Demand model: training and evaluation", data={
         "model": "demand", "run_id": manifest["run_id"], "metrics": m, "target": target, "split": split,
         "training": tr, "interval_calibration": cal, "fallback": {"method": fb["method"], "validation_wape": fb["validation_wape"]},
-        "train_config": manifest["train_config"], "data_fingerprint": manifest["data_fingerprint"], "source": source,
+        "serving": manifest.get("serving"), "train_config": manifest["train_config"], "data_fingerprint": manifest["data_fingerprint"], "source": source,
         "wall_seconds": round(seconds, 2), **extras,
     })
     met = "met" if target["met"] else "NOT met"
@@ -35,6 +35,16 @@ def build_report(manifest: dict[str, Any], extras: dict[str, Any], source: Optio
         f"{_pct(target['pinball_reduction_vs_seasonal_naive'])} lower; P10-P90 covers {_pct(target['coverage'])} of realised days. "
         f"Target (>= 25 % lower WAPE and pinball than seasonal naive, coverage 80 % +- 5): {met}."
     ))
+    serving = manifest.get("serving")
+    if serving:
+        v = serving["validation"]
+        served = "the transformer" if serving["decides"] == "model" else f"the {serving['rule_method'].replace('_', ' ')} rule"
+        report.kv("Served", {
+            "forecasts come from": served, "why": serving["why"],
+            "validation pinball, model / rule": f"{v['model']['pinball']} / {v['rules']['pinball']}",
+            "validation WAPE, model / rule": f"{v['model']['wape']} / {v['rules']['wape']}",
+            "test pinball of what is served": m["served"]["1-30"]["pinball"],
+        })
     methods = ["model", "seasonal_naive", "moving_average"]
     for key, label in SECTIONS:
         report.table(

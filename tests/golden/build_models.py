@@ -42,7 +42,7 @@ def _train(registry: ModelRegistry) -> None:
     transactions, verdicts = _supply_chain_history()
     supply_chain.train_supply_chain(registry, transactions, verdicts, supply_chain.TrainConfig.quick())
     sales, calendar = demand_history(n_skus=w.DEMAND_TRAIN_SKUS, days=w.DEMAND_TRAIN_DAYS, seed=w.DEMAND_TRAIN_SEED)
-    demand.train_demand(registry, sales, calendar, demand.TrainConfig.quick())
+    demand.train_demand(registry, sales, calendar, demand.TrainConfig.quick(serve="model"))  # the model's path is what is guarded
 
 
 def _supply_chain_history() -> tuple[list[SupplyChainTransaction], list[SupplyChainVerdict]]:

@@ -211,3 +211,26 @@ def test_a_day_whose_forecasting_raises_closes_without_forecasts_and_the_stream_
     results = _run(scorer, _days({d: 4 for d in range(5)}))
     assert [d for r in results for d in r.failed_days] == [DAY0.date() + timedelta(days=1)]
     assert sorted(f.forecast.day for f in _forecasts(results)) == [DAY0.date() + timedelta(days=d) for d in (0, 2, 3)]
+
+
+def test_a_version_whose_rule_won_on_validation_forecasts_with_the_rule_and_says_why(tmp_path: Any) -> None:
+    """The manifest's serving choice is what the scorer does: no model forecast, the rule's
+    reason names the validation figures."""
+    import shutil
+
+    source = ModelRegistry(quick_model_dir()).current("demand")
+    assert source is not None
+    registry = ModelRegistry(tmp_path)
+    manifest = {**source.manifest, "serving": {
+        "decides": "rules", "why": "the moving average rule beat the model on validation: pinball 0.1 vs 0.2",
+        "rule_method": "moving_average", "validation": {}}}
+    with registry.new_version("demand", manifest) as staging:
+        shutil.copy(source.path / "model.pt", staging / "model.pt")
+    scorer = DemandScorer.load(registry, DemandSettings(min_history_days=0))
+    assert scorer.model_version == "v1"
+    forecasts = [f.forecast for f in _forecasts(_run(scorer, _days({d: 10 for d in range(20)})))]
+    assert forecasts and {f.decision_source for f in forecasts} == {"rule"}
+    assert all("beat the model on validation" in f.reason and "was not in the model" not in f.reason for f in forecasts)
+
+    served = DemandScorer.load(ModelRegistry(quick_model_dir()), DemandSettings(min_history_days=0))
+    assert {f.forecast.decision_source for f in _forecasts(_run(served, _days({d: 10 for d in range(20)})))} == {"model"}

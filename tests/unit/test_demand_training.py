@@ -85,3 +85,17 @@ def test_a_quick_run_writes_a_loadable_version_with_the_baseline_report() -> Non
     assert data["split"]["test_start"] > data["split"]["validation_start"] and len(data["per_horizon_day"]["model"]) == 30
     loaded = LoadedDemandModel.from_version(version)
     assert loaded.features.horizon_days == 30 and "DE" in loaded.features.markets
+
+
+def test_the_rule_serves_when_it_beats_the_model_on_validation_and_the_model_otherwise() -> None:
+    from stream_app.training.demand import choose_serving
+
+    model = {"pinball": 0.20, "wape": 0.5, "coverage": 0.8}
+    rule = {"pinball": 0.15, "wape": 0.4, "coverage": 0.79}
+    chosen = choose_serving(model, rule, "moving_average")
+    assert chosen["decides"] == "rules" and "moving average rule beat the model" in chosen["why"]
+    assert chosen["validation"] == {"model": model, "rules": rule}
+    assert choose_serving(rule, model, "seasonal_naive")["decides"] == "model"
+    assert choose_serving({"pinball": None}, rule, "moving_average")["decides"] == "model"
+    forced = choose_serving(model, rule, "moving_average", force_model=True)
+    assert forced["decides"] == "model" and "by configuration" in forced["why"]
