@@ -31,7 +31,7 @@ import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import psutil
 import torch
@@ -80,30 +80,27 @@ class Run:
         return await self._run(Case(case, "worker", feed, output, app_id, start, drive, self.args.timeout), plain)
 
     async def bare_agent(self, spec: StreamSpec, case: str, drive: Drive, plain: bool = False) -> list[CaseResult]:
-        feed = await self._feed(spec, case, drive)
-        output = f"{case}.forwarded"
-        await ensure_topics(self.broker.bootstrap, [output], self.broker.partitions)
-        app_id = f"load-{case}"
-
-        def start() -> list[Process]:
-            return [self.launcher.bare_agent(case, app_id, feed.input_topic, output)]
-
-        return await self._run(Case(case, "bare-faust", feed, output, app_id, start, drive, self.args.timeout), plain)
+        return await self._forwarder(spec, case, drive, "bare-faust", self.launcher.bare_agent, plain)
 
     async def quix(self, spec: StreamSpec, case: str, drive: Drive) -> list[CaseResult]:
         """The peer: a Quix Streams application doing the bare agent's work (load_tests/quix_forward.py)."""
         if importlib.util.find_spec("quixstreams") is None:
             say(f"  {case}: skipped, quixstreams is not installed (pip install -e '.[load]')")
             return []
+        return await self._forwarder(spec, case, drive, "quix", self.launcher.quix, False)
+
+    async def _forwarder(self, spec: StreamSpec, case: str, drive: Drive, kind: str,
+                         launch: Callable[[str, str, str, str], Process], plain: bool) -> list[CaseResult]:
+        """A process that decodes each message and forwards it to `<case>.forwarded`."""
         feed = await self._feed(spec, case, drive)
         output = f"{case}.forwarded"
         await ensure_topics(self.broker.bootstrap, [output], self.broker.partitions)
         app_id = f"load-{case}"
 
         def start() -> list[Process]:
-            return [self.launcher.quix(case, app_id, feed.input_topic, output)]
+            return [launch(case, app_id, feed.input_topic, output)]
 
-        return await self._run(Case(case, "quix", feed, output, app_id, start, drive, self.args.timeout), False)
+        return await self._run(Case(case, kind, feed, output, app_id, start, drive, self.args.timeout), plain)
 
     async def _run(self, case: Case, plain: bool) -> list[CaseResult]:
         """The case; with `plain`, then the plain consumer on the case's input, all in the topic now."""
