@@ -148,8 +148,8 @@ async def _until_processed(
 
 
 def _per_event(case: Case) -> bool:
-    """One output per input event, naming it (the bare agent forwards the input itself)."""
-    return case.kind == "bare-faust" or case.feed.spec.per_event_output
+    """One output per input event, naming it (the forwarders send the input itself)."""
+    return case.kind in ("bare-faust", "quix") or case.feed.spec.per_event_output
 
 
 def _answers(case: Case, collector: OutputCollector) -> list[Answer]:
