@@ -22,7 +22,7 @@ lock:
 	rm -rf $(LOCK_VENV)
 	$(PYTHON) -m venv $(LOCK_VENV)
 	$(LOCK_VENV)/bin/pip install --quiet --upgrade pip
-	$(LOCK_VENV)/bin/pip install --quiet -e '.[test,embedded,load]'
+	$(LOCK_VENV)/bin/pip install --quiet -e '.[test,embedded,load,bench]'
 	{ echo "# Versions every install uses (make lock writes this file; see README \"Dependencies\")."; \
 	  $(LOCK_VENV)/bin/pip freeze --exclude-editable | sed 's/+cpu$$//'; } > constraints.txt
 	rm -rf $(LOCK_VENV)
