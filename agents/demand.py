@@ -45,7 +45,6 @@ from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 
-from stream_app.faust_transport import held_messages
 from stream_app.kafka_io import read_range, side_consumer
 from stream_app.intake import RawMessage, decode_batch, limits_from_settings
 from agents.drift import DriftSnapshots, DriftTracker
@@ -400,17 +399,17 @@ def register(app: Any, settings: Settings, registry: ModelRegistry, drift_snapsh
     async def drop_revoked_demand_state(_app: Any, revoked: set[Any], **_: Any) -> None:
         await handle.revoked({tp.partition for tp in revoked if tp.topic == topics.sales_events})
 
-    # concurrency=1: more would commit offsets past unprocessed messages (faust-streaming #606).
+    inbox = app.inbox(topics.sales_events)
+
+    # Records come a whole fetch at a time through the inbox (stream_app/fetched.py).
     @app.agent(sales, name="demand-forecaster", concurrency=1)
-    async def forecast_demand(stream: Any) -> None:
+    async def forecast_demand(_stream: Any) -> None:
         scorer = await handle.get()
         await handle.calendar_ready()
         run = pipeline(settings, scorer, handle, Outbox(app.producer), drift_snapshots)
-        async for events in stream.take_events(conf.batch_max, within=conf.batch_within_s):
-            messages = held_messages(app, events)
-            if not messages:
-                continue
-            await handle.ensure_warm(messages)
-            await run.process(messages)
+        while True:
+            async with inbox.batch(conf.batch_max) as messages:
+                await handle.ensure_warm(messages)
+                await run.process(messages)
 
     return handle

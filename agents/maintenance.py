@@ -12,7 +12,6 @@ import logging
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 from agents.drift import DriftSnapshots, DriftTracker
-from stream_app.faust_transport import held_messages
 from stream_app.intake import RawMessage, decode_batch, limits_from_settings
 from agents.maintenance_state import MachineStateKeeper
 from agents.pipeline import Output, StreamPipeline
@@ -28,6 +27,7 @@ from stream_app.settings import Settings
 log = logging.getLogger(__name__)
 
 STREAM = "maintenance"
+OUTCOMES_BATCH = 100  # outcomes applied at a time (each one is a machine's reset)
 
 
 class ScorerHandle(SharedScorer[MaintenanceScorer]):
@@ -174,27 +174,26 @@ def register(
     readings = app.topic(topics.sensor_readings, key_serializer="raw", value_serializer="raw")
     outcomes = app.topic(topics.maintenance_outcomes, key_serializer="raw", value_serializer="raw")
     handle = ScorerHandle(registry, settings)
-    # The product's consumer (stream_app.faust_transport) knows messages it refused to commit.
-    handle.keeper.held_back = lambda p: bool(getattr(app.consumer, "holds", lambda *_: False)(topics.sensor_readings, p))
     conf = settings.maintenance
     # Series exist from the start (at zero), so dashboards show 0 rather than "no data".
     for result in ("alerted", "missed"):
         metrics.OUTCOMES.labels(STREAM, result)
     metrics.ALERT_LEAD_HOURS.labels(STREAM)
 
-    # concurrency=1: more would commit offsets past unprocessed messages (faust-streaming #606).
+    inbox = app.inbox(topics.sensor_readings)
+
+    # The agent subscribes the topic; its records come a whole fetch at a time through the inbox
+    # (stream_app/fetched.py), not through the Faust stream. concurrency=1: one batch at a time.
     @app.agent(readings, name="maintenance-scorer", concurrency=1)
-    async def score_sensor_readings(stream: Any) -> None:
+    async def score_sensor_readings(_stream: Any) -> None:
         keeper = handle.keeper
         await handle.get()
         run = pipeline(settings, handle.score_batch, Outbox(app.producer), handle.executor, drift_snapshots,
                        handle.fall_back, keeper)
-        async for events in stream.take_events(conf.batch_max, within=conf.batch_within_s):
-            messages = held_messages(app, events)
-            if not messages:
-                continue
-            await keeper.ensure_warm(await handle.get(), messages)
-            await run.process(messages)
+        while True:
+            async with inbox.batch(conf.batch_max) as messages:
+                await keeper.ensure_warm(await handle.get(), messages)
+                await run.process(messages)
             if keeper.snapshot_due():  # between batches: everything applied so far is published
                 try:
                     await keeper.snapshot(await handle.get(), app.producer)
@@ -213,10 +212,13 @@ def register(
     async def follow_maintenance_models() -> None:
         await handle.watch(settings.model_poll_s)
 
+    outcomes_inbox = app.inbox(topics.maintenance_outcomes)
+
     @app.agent(outcomes, name="maintenance-outcomes", concurrency=1)
-    async def reset_on_outcomes(stream: Any) -> None:
+    async def reset_on_outcomes(_stream: Any) -> None:
         outbox = Outbox(app.producer)
-        async for events in stream.take_events(100, within=0.1):
-            await apply_outcomes(handle, outbox, [RawMessage.from_faust(e) for e in events])
+        while True:
+            async with outcomes_inbox.batch(OUTCOMES_BATCH) as messages:
+                await apply_outcomes(handle, outbox, messages)
 
     return handle

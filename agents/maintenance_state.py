@@ -164,9 +164,6 @@ class MachineStateKeeper:
         self.drift: Optional[DriftTracker] = None
         # One token per taking-over of a partition, written into its records and markers.
         self.owner: dict[int, str] = {}
-        # Whether the consumer refused a message of the partition (Faust skipped it around a
-        # rebalance): the state then lacks a reading below its offsets, so no snapshot claims it.
-        self.held_back: Callable[[int], bool] = lambda p: False
 
     # --- live batches ---------------------------------------------------------------------------
     def admit(self, events: list[SensorReading], origin: list[RawMessage]) -> tuple[list[SensorReading], list[RawMessage]]:
@@ -217,8 +214,8 @@ class MachineStateKeeper:
         order = sorted(self.warm)
         p = self._last_partition = next((q for q in order if q > self._last_partition), order[0])
         offset = self.next_offset.get(p)
-        if offset is None or self.held_back(p):
-            return 0  # nothing applied yet; or a reading below `offset` never reached this worker
+        if offset is None:
+            return 0  # nothing applied yet
         taken = self.dirty.pop(p, set())  # changes from now on (an outcome meanwhile) go to a new set
         try:
             owner = self.owner.setdefault(p, uuid.uuid4().hex)

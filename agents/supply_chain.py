@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 STREAM = "supply_chain"
 VERDICT_RESULTS = ("confirmed_flagged", "confirmed_missed", "cleared_flagged", "cleared_unflagged")
+VERDICTS_BATCH = 100  # verdicts joined at a time
 Score = Callable[[list[SupplyChainTransaction]], list[ScoredTransaction]]
 
 
@@ -252,23 +253,29 @@ def register(
         async def follow_transaction_graph() -> None:
             await follower.run()
 
-    # concurrency=1: more would commit offsets past unprocessed messages (faust-streaming #606).
+    inbox = app.inbox(topics.supply_chain_transactions)
+
+    # Records come a whole fetch at a time through the inbox (stream_app/fetched.py).
     @app.agent(transactions, name="supply-chain-scorer", concurrency=1)
-    async def score_transactions(stream: Any) -> None:
+    async def score_transactions(_stream: Any) -> None:
         await handle.get()
         run = pipeline(settings, handle.score_batch, Outbox(app.producer), handle.executor, drift_snapshots, handle.fall_back)
-        async for events in stream.take_events(conf.batch_max, within=conf.batch_within_s):
-            if follower is not None:
-                await follower.sync(conf.graph_sync_timeout_s)
-            await run.process([RawMessage.from_faust(e) for e in events])
+        while True:
+            async with inbox.batch(conf.batch_max) as messages:
+                if follower is not None:
+                    await follower.sync(conf.graph_sync_timeout_s)
+                await run.process(messages)
             if health is not None:
                 health.progressed()
 
+    verdicts_inbox = app.inbox(topics.supply_chain_verdicts)
+
     @app.agent(verdicts, name="supply-chain-verdicts", concurrency=1)
-    async def join_verdicts(stream: Any) -> None:
+    async def join_verdicts(_stream: Any) -> None:
         outbox = Outbox(app.producer)
-        async for events in stream.take_events(100, within=0.1):
-            await apply_verdicts(handle, outbox, [RawMessage.from_faust(e) for e in events], follower is not None)
+        while True:
+            async with verdicts_inbox.batch(VERDICTS_BATCH) as messages:
+                await apply_verdicts(handle, outbox, messages, follower is not None)
 
     @app.task
     async def follow_supply_chain_models() -> None:

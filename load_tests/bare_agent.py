@@ -1,8 +1,8 @@
 """Baseline: a bare Faust agent that decodes each message (json.loads) and forwards it to an
-output topic. It runs the product's Faust path (its Faust app, stream_app.app.new_faust_app;
-take_events micro-batches of the maintenance batch settings; one output per input; the batch's
-acks awaited before its offsets are acknowledged) and nothing else: no validation into models,
-no scoring, no building of outputs. The product's per-event work is what a worker adds to it.
+output topic: the product's Faust app (stream_app.app.new_faust_app) read the Faust way,
+take_events micro-batches of the maintenance batch size and a 10 ms wait, one output per
+input, the batch's acks awaited before its offsets are acknowledged; nothing else: no
+validation into models, no scoring, no building of outputs.
 
     python -m load_tests.bare_agent INPUT_TOPIC OUTPUT_TOPIC    (settings from the environment)
 """
@@ -19,6 +19,8 @@ import faust
 from stream_app.app import new_faust_app
 from stream_app.settings import Settings, get_settings
 
+WITHIN_S = 0.01  # the wait the product's agents used with take_events, before they read whole fetches
+
 
 def create_bare_app(settings: Settings, input_topic: str, output_topic: str) -> faust.App:
     app = new_faust_app(settings)  # the product's broker settings, no agents
@@ -27,7 +29,7 @@ def create_bare_app(settings: Settings, input_topic: str, output_topic: str) -> 
 
     @app.agent(source, name="bare-forward", concurrency=1)
     async def forward(stream: Any) -> None:
-        async for events in stream.take_events(batch.batch_max, within=batch.batch_within_s):
+        async for events in stream.take_events(batch.batch_max, within=WITHIN_S):
             pending = []
             for event in events:
                 message = event.message

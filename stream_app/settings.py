@@ -55,11 +55,9 @@ class MaintenanceSettings(BaseModel):
     # Consecutive alerts for one machine are suppressed for this many seconds of event time,
     # so a planner sees one alert per developing fault, not one per reading.
     alert_cooldown_s: float = Field(6 * 3600, ge=0.0)
-    # Micro-batch: up to batch_max events, or whatever arrived within batch_within_s. A backlog
-    # fills batch_max at once whatever the wait; a paced stream waits in full, so the wait is
-    # latency (load harness, half the max rate: p50 93 ms at 50 ms, 38 ms at 10 ms, same rates).
+    # Readings scored at a time: the fetches queued when the agent is free, whole, up to this
+    # many (a larger fetch is taken whole). Nothing waits for a batch to fill.
     batch_max: int = Field(500, ge=1)
-    batch_within_s: float = Field(0.01, gt=0.0)
     # Per-machine state (LSTM state, history, cooldowns) is snapshot to the maintenance-state
     # topic this often; a worker taking a partition over loads it and replays the readings since.
     snapshot_interval_s: float = Field(10.0, gt=0.0)
@@ -126,7 +124,6 @@ class DemandSettings(BaseModel):
     # How long the agent waits at start for the calendar topic to be read before forecasting.
     calendar_wait_s: float = Field(10.0, ge=0.0)
     batch_max: int = Field(500, ge=1)
-    batch_within_s: float = Field(0.05, gt=0.0)
 
 
 class SupplyChainSettings(BaseModel):
@@ -153,8 +150,6 @@ class SupplyChainSettings(BaseModel):
     # Lots not moved for this long are forgotten (memory).
     lot_retention_days: float = Field(60.0, gt=0.0)
     batch_max: int = Field(500, ge=1)
-    # 10 ms: paced at half its one-worker rate, p50 latency 134 -> 92 ms against 50 ms (load harness)
-    batch_within_s: float = Field(0.01, gt=0.0)
 
 
 class TopicSetting(BaseModel):

@@ -69,23 +69,3 @@ def test_a_large_batch_is_scored_a_chunk_at_a_time_with_every_output_in_order(mo
                                    executor).process(_messages()))
     assert sizes == [2, 1]
     assert [m["event_id"] for m in producer.on("echo")] == ["e1", "e2", "e3"]
-
-
-def test_messages_of_partitions_no_longer_assigned_are_left_to_their_new_owner() -> None:
-    """Kept: messages of held partitions. The others are disowned: untracked, so the consumer
-    refuses the ack Faust's batching sends for them and never commits them from here."""
-    from collections import namedtuple
-    from types import SimpleNamespace
-
-    from stream_app.faust_transport import held_messages
-
-    TP = namedtuple("TP", "topic partition")
-    events = [SimpleNamespace(message=SimpleNamespace(topic=t, partition=p, offset=1, key=b"k", value=b"{}", timestamp=None,
-                                                      tracked=True))
-              for t, p in (("sensor-readings", 0), ("sensor-readings", 1), ("sensor-readings", 2), ("x", None))]
-    app = SimpleNamespace(consumer=SimpleNamespace(assignment=lambda: {TP(topic="sensor-readings", partition=0),
-                                                                       TP(topic="sensor-readings", partition=2),
-                                                                       TP(topic="other", partition=1)}))
-    kept = held_messages(app, events)
-    assert [(m.topic, m.partition) for m in kept] == [("sensor-readings", 0), ("sensor-readings", 2), ("x", None)]
-    assert [e.message.tracked for e in events] == [True, False, True, True]
