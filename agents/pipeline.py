@@ -18,7 +18,7 @@ from typing import Callable, Generic, Iterable, Mapping, Optional, Sequence, Typ
 
 from agents.drift import DriftTracker
 from stream_app.intake import RawMessage, decode_batch, limits_from_settings
-from agents.publish import Outbox
+from agents.publish import Outbox, Outgoing
 from schemas import Alert, DriftEvent, OutputMessage
 from schemas.outputs import InputRef, digest
 from schemas.common import InputEvent
@@ -96,8 +96,8 @@ class StreamPipeline(Generic[E, R]):
     async def _process(self, messages: Sequence[RawMessage]) -> None:
         metrics.MESSAGES.labels(self.stream).inc(len(messages))
         intake = decode_batch(messages, self.event_model, self.limits)
+        await self.outbox.send_many([(self.dead_letters_topic, letter.key, letter) for letter in intake.dead_letters])
         for letter in intake.dead_letters:
-            await self.outbox.send(self.dead_letters_topic, letter.key, letter)
             metrics.DEAD_LETTERS.labels(self.stream, letter.error_code).inc()
         if intake.dead_letters:
             metrics.EVENTS.labels(self.stream, "dead_letter").inc(len(intake.dead_letters))
@@ -129,15 +129,15 @@ class StreamPipeline(Generic[E, R]):
         self, events: list[E], origin: list[RawMessage], sources: Mapping[Optional[str], RawMessage]
     ) -> None:
         results, drifts = await self._score(events, origin)
-        for drift in drifts:
-            await self.outbox.send(self.drift_topic, f"{drift.stream}:{drift.feature}", drift)
+        outgoing: list[Outgoing] = [(self.drift_topic, f"{d.stream}:{d.feature}", d) for d in drifts]
         for result in results:
             for out in self.outputs(result):
                 message = out.message
                 if isinstance(message, Alert):
                     message = with_inputs(message, sources)
                     metrics.ALERTS.labels(message.kind, message.severity, message.decision_source).inc()
-                await self.outbox.send(out.topic, out.key, message)
+                outgoing.append((out.topic, out.key, message))
+        await self.outbox.send_many(outgoing)
 
     def _score_and_observe(self, events: list[E], origin: list[RawMessage]) -> tuple[list[R], list[DriftEvent]]:
         """In the inference thread: score, then feed the drift detectors (never failing the batch)."""

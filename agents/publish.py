@@ -1,15 +1,24 @@
 """Publishing from agents: send without awaiting each delivery, then wait for all of a batch's
-deliveries before the batch's input offsets are acknowledged (at-least-once)."""
+deliveries before the batch's input offsets are acknowledged (at-least-once).
+
+A batch's outputs go out in bulk (`send_many`): encoded once each, grouped by topic partition
+(the producer's own partitioner, so a key lands where a single send would put it) and handed to
+the producer as whole record batches, one delivery to wait for per batch instead of per
+message."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any, Awaitable, Optional, Sequence
 
+from aiokafka import AIOKafkaProducer
+
 from schemas import DeadLetter, OutputMessage
 from stream_app.deadletter import kafka_headers
 
 Headers = Sequence[tuple[str, bytes]]
+# Each output: (topic, key, message).
+Outgoing = tuple[str, Optional[str], OutputMessage]
 
 
 class Outbox:
@@ -24,10 +33,45 @@ class Outbox:
         if headers is None and isinstance(message, DeadLetter):
             headers = kafka_headers(message)
         value = message.model_dump_json().encode()
-        fut = await self._producer.send(
-            topic, key.encode() if key is not None else None, value, None, None, list(headers) if headers else None
-        )
+        await self._send_one(topic, key.encode() if key is not None else None, value, headers)
+
+    async def _send_one(self, topic: str, key: Optional[bytes], value: bytes, headers: Optional[Headers]) -> None:
+        fut = await self._producer.send(topic, key, value, None, None, list(headers) if headers else None)
         self._pending.append(fut)
+
+    async def send_many(self, outgoing: Sequence[Outgoing]) -> None:
+        """The messages in order per topic partition, as whole record batches where the producer
+        is Kafka's own (one by one otherwise, and for any message too large for a batch)."""
+        kafka = _kafka_producer(self._producer)
+        if kafka is None:
+            for topic, key, message in outgoing:
+                await self.send(topic, key, message)
+            return
+        grouped: dict[tuple[str, int], list[tuple[Optional[bytes], bytes, Optional[Headers]]]] = {}
+        partitions: dict[str, tuple[list[int], list[int]]] = {}
+        limit = kafka._max_request_size // 2  # leaves room for the batch's and request's framing
+        for topic, key, message in outgoing:
+            headers = kafka_headers(message) if isinstance(message, DeadLetter) else None
+            key_bytes, value = (key.encode() if key is not None else None), message.model_dump_json().encode()
+            if len(value) + len(key_bytes or b"") > limit:
+                await self._send_one(topic, key_bytes, value, headers)  # refused or sent alone, as ever
+                continue
+            if topic not in partitions:
+                await kafka.client._wait_on_metadata(topic)
+                partitions[topic] = (sorted(kafka._metadata.partitions_for_topic(topic)),
+                                     sorted(kafka._metadata.available_partitions_for_topic(topic)))
+            every, available = partitions[topic]
+            partition = kafka._partitioner(key_bytes, every, available)
+            grouped.setdefault((topic, partition), []).append((key_bytes, value, headers))
+        for (topic, partition), records in grouped.items():
+            batch = kafka.create_batch()
+            for key_bytes, value, headers in records:
+                if batch.append(key=key_bytes, value=value, timestamp=None, headers=list(headers or ())) is None:
+                    self._pending.append(await kafka.send_batch(batch, topic, partition=partition))
+                    batch = kafka.create_batch()
+                    batch.append(key=key_bytes, value=value, timestamp=None, headers=list(headers or ()))
+            if batch.record_count():
+                self._pending.append(await kafka.send_batch(batch, topic, partition=partition))
 
     def discard(self) -> None:
         """Forget pending sends (after a failed batch: their outcome no longer matters)."""
@@ -39,3 +83,9 @@ class Outbox:
         if pending:
             await asyncio.gather(*pending)
         return len(pending)
+
+
+def _kafka_producer(producer: Any) -> Any:
+    """The aiokafka producer under Faust's (or the producer itself), if there is one."""
+    inner = producer._ensure_producer() if hasattr(producer, "_ensure_producer") else producer
+    return inner if isinstance(inner, AIOKafkaProducer) else None
