@@ -97,3 +97,19 @@ def test_tracker_keeps_one_monitor_per_partition_and_ignores_configured_features
 def test_bad_config_is_refused() -> None:
     with pytest.raises(ValueError):
         DriftConfig(adwin_delta=0)
+
+
+def test_the_window_test_gives_scipys_statistic_and_p_value() -> None:
+    from scipy import stats
+
+    from stream_app.drift import ks_two_sample
+
+    rng = np.random.default_rng(5)
+    for _ in range(300):
+        a, b = rng.normal(0, 1, 50), rng.normal(rng.uniform(0, 1.5), rng.uniform(0.5, 2), 50)
+        if rng.random() < 0.3:  # ties, as rounded model outputs have
+            a, b = np.round(a, 1), np.round(b, 1)
+        expected = stats.ks_2samp(a, b, method="auto")
+        statistic, p_value = ks_two_sample(a.tolist(), b.tolist())
+        assert statistic == pytest.approx(expected.statistic, abs=1e-12)
+        assert p_value == pytest.approx(expected.pvalue, rel=1e-9, abs=1e-300)
