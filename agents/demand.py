@@ -49,7 +49,7 @@ from stream_app.kafka_io import read_range, side_consumer
 from stream_app.intake import RawMessage, decode_batch, limits_from_settings
 from agents.drift import DriftSnapshots, DriftTracker
 from agents.pipeline import Output, StreamPipeline
-from agents.publish import Outbox
+from agents.publish import Outbox, take_in
 from agents.shared_scorer import LiveCounts, SharedScorer
 from schemas import CalendarEntry, SalesEvent
 from stream_app import metrics
@@ -210,7 +210,6 @@ class DemandHandle(SharedScorer[DemandScorer]):
     async def _read_calendar(self, outbox: Outbox) -> None:
         s = self.settings
         scorer = await self.get()
-        limits = limits_from_settings(s)
         consumer = side_consumer(s, s.topics.demand_calendar, auto_offset_reset="earliest")
         await consumer.start()
         try:
@@ -221,10 +220,7 @@ class DemandHandle(SharedScorer[DemandScorer]):
                     continue
                 messages = [RawMessage(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp / 1000 if r.timestamp else None)
                             for records in batches.values() for r in records]
-                intake = decode_batch(messages, CalendarEntry, limits)
-                for letter in intake.dead_letters:
-                    await outbox.send(s.topics.dead_letters, letter.key, letter)
-                    metrics.DEAD_LETTERS.labels(STREAM, letter.error_code).inc()
+                intake = await take_in(messages, CalendarEntry, s, outbox, STREAM)
                 await outbox.flush()
                 if intake.events:
                     n = await self.run(scorer.update_calendar, intake.events)

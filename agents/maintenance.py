@@ -12,10 +12,10 @@ import logging
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 from agents.drift import DriftSnapshots, DriftTracker
-from stream_app.intake import RawMessage, decode_batch, limits_from_settings
+from stream_app.intake import RawMessage
 from agents.maintenance_state import MachineStateKeeper
 from agents.pipeline import Output, StreamPipeline
-from agents.publish import Outbox
+from agents.publish import Outbox, take_in
 from agents.shared_scorer import SharedScorer
 from schemas import MaintenanceOutcome, SensorReading
 from stream_app import metrics
@@ -152,10 +152,7 @@ async def apply_outcomes(handle: ScorerHandle, outbox: Outbox, messages: Sequenc
     """Failures and repairs start a machine's new life (as in training) and are joined back to
     the alerts before them. Bad outcome messages are dead-lettered like any bad input. Returns
     the number of machines reset."""
-    intake = decode_batch(messages, MaintenanceOutcome, limits_from_settings(handle.settings))
-    for letter in intake.dead_letters:
-        await outbox.send(handle.settings.topics.dead_letters, letter.key, letter)
-        metrics.DEAD_LETTERS.labels(STREAM, letter.error_code).inc()
+    intake = await take_in(messages, MaintenanceOutcome, handle.settings, outbox, STREAM)
     await handle.get()
     reset = 0
     for outcome in intake.events:

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import Callable, Generic, Iterable, Mapping, Optional, Sequence, TypeVar
 
 from agents.drift import DriftTracker
-from stream_app.intake import RawMessage, decode_batch, limits_from_settings
-from agents.publish import Outbox, Outgoing
+from stream_app.intake import RawMessage
+from agents.publish import Outbox, Outgoing, take_in
 from schemas import Alert, DriftEvent, OutputMessage
 from schemas.outputs import InputRef, digest
 from schemas.common import InputEvent
@@ -68,11 +68,11 @@ class StreamPipeline(Generic[E, R]):
         becomes dead letters. Either way the agent carries on."""
         self.stream = stream
         self.event_model = event_model
+        self.settings = settings
         self.dead_letters_topic = settings.topics.dead_letters
         self.drift_topic = settings.topics.drift_events
         self.drift = drift
         self.fallback = fallback
-        self.limits = limits_from_settings(settings)
         self.score = score
         self.outputs = outputs
         self.outbox = outbox
@@ -95,10 +95,7 @@ class StreamPipeline(Generic[E, R]):
 
     async def _process(self, messages: Sequence[RawMessage]) -> None:
         metrics.MESSAGES.labels(self.stream).inc(len(messages))
-        intake = decode_batch(messages, self.event_model, self.limits)
-        await self.outbox.send_many([(self.dead_letters_topic, letter.key, letter) for letter in intake.dead_letters])
-        for letter in intake.dead_letters:
-            metrics.DEAD_LETTERS.labels(self.stream, letter.error_code).inc()
+        intake = await take_in(messages, self.event_model, self.settings, self.outbox, self.stream)
         if intake.dead_letters:
             metrics.EVENTS.labels(self.stream, "dead_letter").inc(len(intake.dead_letters))
 

@@ -9,12 +9,16 @@ message."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Awaitable, Optional, Sequence
+from typing import Any, Awaitable, Optional, Sequence, TypeVar
 
 from aiokafka import AIOKafkaProducer
 
 from schemas import DeadLetter, OutputMessage
+from schemas.common import InputEvent
+from stream_app import metrics
 from stream_app.deadletter import kafka_headers
+from stream_app.intake import Intake, RawMessage, decode_batch, limits_from_settings
+from stream_app.settings import Settings
 
 Headers = Sequence[tuple[str, bytes]]
 # Each output: (topic, key, message).
@@ -83,6 +87,21 @@ class Outbox:
         if pending:
             await asyncio.gather(*pending)
         return len(pending)
+
+
+E = TypeVar("E", bound=InputEvent)
+
+
+async def take_in(messages: Sequence[RawMessage], model: type[E], settings: Settings, outbox: Outbox, stream: str) -> Intake[E]:
+    """Every agent's first step: the messages' valid events, each with the message it came
+    from; the rest sent to the dead-letter topic with their reasons (counted per stream and
+    code). The dead letters are acknowledged with the batch's outputs (`flush`)."""
+    intake = decode_batch(messages, model, limits_from_settings(settings))
+    if intake.dead_letters:
+        await outbox.send_many([(settings.topics.dead_letters, letter.key, letter) for letter in intake.dead_letters])
+        for letter in intake.dead_letters:
+            metrics.DEAD_LETTERS.labels(stream, letter.error_code).inc()
+    return intake
 
 
 def _kafka_producer(producer: Any) -> Any:

@@ -20,9 +20,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agents.drift import DriftSnapshots, DriftTracker
 from stream_app.kafka_io import side_consumer
-from stream_app.intake import RawMessage, decode_batch, limits_from_settings
+from stream_app.intake import RawMessage, limits_from_settings
 from agents.pipeline import Output, StreamPipeline
-from agents.publish import Outbox
+from agents.publish import Outbox, take_in
 from agents.shared_scorer import SharedScorer
 from schemas import SupplyChainTransaction, SupplyChainVerdict
 from stream_app import metrics
@@ -204,10 +204,7 @@ def pipeline(
 async def apply_verdicts(handle: ScorerHandle, outbox: Outbox, messages: Sequence[RawMessage], follower: bool) -> int:
     """Dead-letter bad verdicts, join good ones to this worker's decisions (live accuracy), and,
     when no follower feeds the graph, implicate attackers in it. Returns the verdicts joined."""
-    intake = decode_batch(messages, SupplyChainVerdict, limits_from_settings(handle.settings))
-    for letter in intake.dead_letters:
-        await outbox.send(handle.settings.topics.dead_letters, letter.key, letter)
-        metrics.DEAD_LETTERS.labels(STREAM, letter.error_code).inc()
+    intake = await take_in(messages, SupplyChainVerdict, handle.settings, outbox, STREAM)
     scorer = await handle.get()
     loop = asyncio.get_running_loop()
 
