@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 from agents.drift import DriftSnapshots, DriftTracker
 from stream_app.intake import RawMessage
 from agents.maintenance_state import MachineStateKeeper
-from agents.pipeline import Output, StreamPipeline
+from agents.pipeline import Output, StreamPipeline, answers_in_arrays
 from agents.publish import Outbox, take_in
 from agents.shared_scorer import SharedScorer
 from schemas import MaintenanceOutcome, SensorReading
@@ -61,7 +61,7 @@ def outputs(settings: Settings) -> Callable[[ScoredReading], Iterator[Output]]:
         prediction = result.prediction
         decisions[prediction.decision_source].inc()
         confidence.observe(prediction.confidence)
-        yield Output(topics.maintenance_predictions, prediction.machine_id, prediction)
+        yield Output(topics.maintenance_predictions, prediction.machine_id, prediction, answer=True)
         if result.alert is not None:
             yield Output(topics.alerts, result.alert.entity_id, result.alert)
         if result.explanation is not None:
@@ -118,7 +118,8 @@ def pipeline(
                              None if handed_over else drift_snapshots)
         if keeper is not None:
             keeper.drift = drift
-    args = (STREAM, SensorReading, settings, score, outputs(settings), outbox, executor, drift, fallback)
+    args = (STREAM, SensorReading, settings, score, outputs(settings), outbox, executor, drift, fallback,
+            answers_in_arrays(settings, "sensor_readings"))
     return StreamPipeline(*args) if keeper is None else _StatefulPipeline(keeper, *args)
 
 

@@ -14,7 +14,7 @@ import logging
 import time
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Callable, Generic, Iterable, Mapping, Optional, Sequence, TypeVar
+from typing import Callable, Generic, Iterable, Iterator, Mapping, Optional, Sequence, TypeVar
 
 from agents.drift import DriftTracker
 from stream_app.intake import RawMessage
@@ -41,6 +41,29 @@ class Output:
     topic: str
     key: Optional[str]
     message: OutputMessage
+    # The event's own answer (its prediction or score): one array answers a gateway message
+    # where the input topic's TOPIC_CONFIG__<TOPIC>__ANSWER_ARRAYS is on.
+    answer: bool = False
+
+
+def answers_in_arrays(settings: Settings, input_topic_field: str) -> bool:
+    own = settings.topic_config.get(input_topic_field)
+    return bool(own and own.answer_arrays)
+
+
+def is_gateway(message: RawMessage) -> bool:
+    return message.value is not None and message.value.lstrip()[:1] == b"["
+
+
+def chunks(origin: Sequence[RawMessage], size: int) -> Iterator[tuple[int, int]]:
+    """(start, end) of about `size` events each, never splitting one message's events."""
+    start = 0
+    while start < len(origin):
+        end = min(start + size, len(origin))
+        while end < len(origin) and origin[end] is origin[end - 1]:
+            end += 1
+        yield start, end
+        start = end
 
 
 def with_inputs(alert: Alert, sources: Mapping[Optional[str], RawMessage]) -> Alert:
@@ -62,6 +85,7 @@ class StreamPipeline(Generic[E, R]):
         executor: Executor,
         drift: Optional[DriftTracker[E, R]] = None,
         fallback: Optional[Callable[[Exception], Callable[[list[E]], list[R]]]] = None,
+        answer_arrays: bool = False,
     ) -> None:
         """`fallback(exc)`: when scoring raises, the scoring function to use from then on (the
         stream's rules without its model); without one, or if it fails too, the batch's input
@@ -69,6 +93,7 @@ class StreamPipeline(Generic[E, R]):
         self.stream = stream
         self.event_model = event_model
         self.settings = settings
+        self.answer_arrays = answer_arrays
         self.dead_letters_topic = settings.topics.dead_letters
         self.drift_topic = settings.topics.drift_events
         self.drift = drift
@@ -104,8 +129,7 @@ class StreamPipeline(Generic[E, R]):
         # A batch of gateway messages can hold tens of thousands of events: score them a chunk
         # at a time, so the first outputs are on their way while the rest is scored.
         sources = {getattr(e, "event_id", None): m for e, m in zip(intake.events, intake.origin)}
-        for start in range(0, len(intake.events), SCORE_CHUNK):
-            end = start + SCORE_CHUNK
+        for start, end in chunks(intake.origin, SCORE_CHUNK):
             await self._score_and_send(intake.events[start:end], intake.origin[start:end], sources)
 
         await self.outbox.flush()
@@ -127,13 +151,21 @@ class StreamPipeline(Generic[E, R]):
     ) -> None:
         results, drifts = await self._score(events, origin)
         outgoing: list[Outgoing] = [(self.drift_topic, f"{d.stream}:{d.feature}", d) for d in drifts]
+        # per gateway message answered by one array: (topic, its key, the answers in order)
+        arrays: dict[tuple[Optional[int], Optional[int]], tuple[str, Optional[bytes], list[OutputMessage]]] = {}
         for result in results:
             for out in self.outputs(result):
                 message = out.message
                 if isinstance(message, Alert):
                     message = with_inputs(message, sources)
                     metrics.ALERTS.labels(message.kind, message.severity, message.decision_source).inc()
+                if out.answer and self.answer_arrays:
+                    source = sources.get(getattr(message, "event_id", None))
+                    if source is not None and is_gateway(source):
+                        arrays.setdefault((source.partition, source.offset), (out.topic, source.key, []))[2].append(message)
+                        continue
                 outgoing.append((out.topic, out.key, message))
+        outgoing.extend(arrays.values())
         await self.outbox.send_many(outgoing)
 
     def _score_and_observe(self, events: list[E], origin: list[RawMessage]) -> tuple[list[R], list[DriftEvent]]:

@@ -9,7 +9,7 @@ message."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Awaitable, Optional, Sequence, TypeVar
+from typing import Any, Awaitable, Optional, Sequence, TypeVar, Union
 
 from aiokafka import AIOKafkaProducer
 
@@ -21,8 +21,9 @@ from stream_app.intake import Intake, RawMessage, decode_batch, limits_from_sett
 from stream_app.settings import Settings
 
 Headers = Sequence[tuple[str, bytes]]
-# Each output: (topic, key, message).
-Outgoing = tuple[str, Optional[str], OutputMessage]
+MAX_ARRAY_BYTES = 500_000  # an array answer is split into arrays of at most this (producers other than Kafka's)
+# Each output: (topic, key, message), or a list of messages sent as one JSON array.
+Outgoing = tuple[str, Optional[Union[str, bytes]], Union[OutputMessage, list[OutputMessage]]]
 
 
 class Outbox:
@@ -45,28 +46,25 @@ class Outbox:
 
     async def send_many(self, outgoing: Sequence[Outgoing]) -> None:
         """The messages in order per topic partition, as whole record batches where the producer
-        is Kafka's own (one by one otherwise, and for any message too large for a batch)."""
+        is Kafka's own (one by one otherwise, and for any message too large for a batch). A list
+        goes out as JSON arrays of its messages: one, or several in order where one would be
+        larger than half the producer's request size."""
         kafka = _kafka_producer(self._producer)
         if kafka is None:
             for topic, key, message in outgoing:
-                await self.send(topic, key, message)
+                for value in _values(message, MAX_ARRAY_BYTES):
+                    await self._send_one(topic, _key(key), value, _headers(message))
             return
         grouped: dict[tuple[str, int], list[tuple[Optional[bytes], bytes, Optional[Headers]]]] = {}
         partitions: dict[str, tuple[list[int], list[int]]] = {}
         limit = kafka._max_request_size // 2  # leaves room for the batch's and request's framing
         for topic, key, message in outgoing:
-            headers = kafka_headers(message) if isinstance(message, DeadLetter) else None
-            key_bytes, value = (key.encode() if key is not None else None), message.model_dump_json().encode()
-            if len(value) + len(key_bytes or b"") > limit:
-                await self._send_one(topic, key_bytes, value, headers)  # refused or sent alone, as ever
-                continue
-            if topic not in partitions:
-                await kafka.client._wait_on_metadata(topic)
-                partitions[topic] = (sorted(kafka._metadata.partitions_for_topic(topic)),
-                                     sorted(kafka._metadata.available_partitions_for_topic(topic)))
-            every, available = partitions[topic]
-            partition = kafka._partitioner(key_bytes, every, available)
-            grouped.setdefault((topic, partition), []).append((key_bytes, value, headers))
+            headers, key_bytes = _headers(message), _key(key)
+            for value in _values(message, limit):
+                if len(value) + len(key_bytes or b"") > limit:
+                    await self._send_one(topic, key_bytes, value, headers)  # refused or sent alone, as ever
+                else:
+                    await self._group(kafka, grouped, partitions, topic, key_bytes, value, headers)
         for (topic, partition), records in grouped.items():
             batch = kafka.create_batch()
             for key_bytes, value, headers in records:
@@ -76,6 +74,18 @@ class Outbox:
                     batch.append(key=key_bytes, value=value, timestamp=None, headers=list(headers or ()))
             if batch.record_count():
                 self._pending.append(await kafka.send_batch(batch, topic, partition=partition))
+
+    @staticmethod
+    async def _group(kafka: AIOKafkaProducer, grouped: dict[tuple[str, int], list[Any]],
+                     partitions: dict[str, tuple[list[int], list[int]]], topic: str, key: Optional[bytes], value: bytes,
+                     headers: Optional[Headers]) -> None:
+        """Into its partition's list (the producer's partitioner on the key, as a single send)."""
+        if topic not in partitions:
+            await kafka.client._wait_on_metadata(topic)
+            partitions[topic] = (sorted(kafka._metadata.partitions_for_topic(topic)),
+                                 sorted(kafka._metadata.available_partitions_for_topic(topic)))
+        every, available = partitions[topic]
+        grouped.setdefault((topic, kafka._partitioner(key, every, available)), []).append((key, value, headers))
 
     def discard(self) -> None:
         """Forget pending sends (after a failed batch: their outcome no longer matters)."""
@@ -102,6 +112,33 @@ async def take_in(messages: Sequence[RawMessage], model: type[E], settings: Sett
         for letter in intake.dead_letters:
             metrics.DEAD_LETTERS.labels(stream, letter.error_code).inc()
     return intake
+
+
+def _key(key: Optional[Union[str, bytes]]) -> Optional[bytes]:
+    return key.encode() if isinstance(key, str) else key
+
+
+def _values(message: Union[OutputMessage, Sequence[OutputMessage]], limit: int) -> list[bytes]:
+    """The message's bytes; a list's as JSON arrays in order, each under `limit` bytes where the
+    elements allow (a gateway of 10,000 readings would not fit one request)."""
+    if not isinstance(message, (list, tuple)):
+        return [message.model_dump_json().encode()]
+    arrays: list[bytes] = []
+    part: list[bytes] = []
+    size = 2
+    for element in (m.model_dump_json().encode() for m in message):
+        if part and size + len(element) + 1 > limit:
+            arrays.append(b"[" + b",".join(part) + b"]")
+            part, size = [], 2
+        part.append(element)
+        size += len(element) + 1
+    if part:
+        arrays.append(b"[" + b",".join(part) + b"]")
+    return arrays
+
+
+def _headers(message: Union[OutputMessage, Sequence[OutputMessage]]) -> Optional[Headers]:  # dead letters: dlq.*
+    return kafka_headers(message) if isinstance(message, DeadLetter) else None
 
 
 def _kafka_producer(producer: Any) -> Any:

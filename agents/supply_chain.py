@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from agents.drift import DriftSnapshots, DriftTracker
 from stream_app.kafka_io import side_consumer
 from stream_app.intake import RawMessage, limits_from_settings
-from agents.pipeline import Output, StreamPipeline
+from agents.pipeline import Output, StreamPipeline, answers_in_arrays
 from agents.publish import Outbox, take_in
 from agents.shared_scorer import SharedScorer
 from schemas import SupplyChainTransaction, SupplyChainVerdict
@@ -162,7 +162,7 @@ def outputs(settings: Settings) -> Callable[[ScoredTransaction], Iterator[Output
         score = result.score
         metrics.DECISIONS.labels(STREAM, score.decision_source).inc()
         metrics.CONFIDENCE.labels(STREAM).observe(score.confidence)
-        yield Output(topics.supply_chain_scores, score.shipment_id, score)
+        yield Output(topics.supply_chain_scores, score.shipment_id, score, answer=True)
         if result.shadow is not None:
             shadow = result.shadow.score.model_copy(update={"shadow": True})
             yield Output(topics.supply_chain_shadow_scores, shadow.shipment_id, shadow)
@@ -197,7 +197,8 @@ def pipeline(
     if settings.drift.enabled:
         drift = DriftTracker(STREAM, settings.drift, drift_values, ("score", "confidence"), drift_snapshots)
     return StreamPipeline(
-        STREAM, SupplyChainTransaction, settings, score, outputs(settings), outbox, executor, drift, fallback
+        STREAM, SupplyChainTransaction, settings, score, outputs(settings), outbox, executor, drift, fallback,
+        answers_in_arrays(settings, "supply_chain_transactions"),
     )
 
 

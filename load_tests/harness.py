@@ -66,11 +66,12 @@ class Run:
         await ensure_topics(self.broker.bootstrap, feed.topics.values(), self.broker.partitions)
         return feed
 
-    async def workers(self, spec: StreamSpec, case: str, drive: Drive, n: int = 1, plain: bool = False) -> list[CaseResult]:
+    async def workers(self, spec: StreamSpec, case: str, drive: Drive, n: int = 1, plain: bool = False,
+                      env: Optional[dict[str, str]] = None) -> list[CaseResult]:
         feed = await self._feed(spec, case, drive)
         topics = case_topics(case, feed.topics)
         await ensure_topics(self.broker.bootstrap, all_topic_names(topics), self.broker.partitions)
-        extra = _limits(drive.messages) | dict(kv.split("=", 1) for kv in self.args.worker_env)
+        extra = _limits(drive.messages) | (env or {}) | dict(kv.split("=", 1) for kv in self.args.worker_env)
         app_id = f"load-{case}"
 
         def start() -> list[Process]:
@@ -161,6 +162,8 @@ async def run_stream(run: Run, spec: StreamSpec) -> list[CaseResult]:
     if spec.name == "maintenance" and args.gateway_batch > 1:
         gateway = make_drive(spec, events, args.gateway_batch)
         results.extend(await run.workers(spec, f"{spec.name}-gateway{args.gateway_batch}-w1", gateway))
+        results.extend(await run.workers(spec, f"{spec.name}-gateway{args.gateway_batch}-arrays-w1", gateway,
+                                         env={"TOPIC_CONFIG__SENSOR_READINGS__ANSWER_ARRAYS": "true"}))
 
     if not args.max:
         rate = args.rate or _half_max(results)

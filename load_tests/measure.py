@@ -166,14 +166,16 @@ class Positions:
 
 
 def match_by_event_id(feed: Feed, records: Sequence[tuple[float, float, bytes]]) -> list[Answer]:
-    """Outputs that name the event they answer (predictions, supply-chain scores)."""
+    """Outputs that name the event they answer (predictions, supply-chain scores), one per
+    message or an array of them answering a gateway message."""
     carrier = {eid: s for s in feed.scored() for eid in s.message.event_ids}
     answers = []
     for in_hand, output_ts, value in records:
-        event_id = json.loads(value)["event_id"]
-        sent = carrier.get(event_id)
-        if sent is not None:
-            answers.append(Answer(in_hand, output_ts, sent, event_id))
+        decoded = json.loads(value)
+        for output in decoded if isinstance(decoded, list) else [decoded]:
+            sent = carrier.get(output["event_id"])
+            if sent is not None:
+                answers.append(Answer(in_hand, output_ts, sent, output["event_id"]))
     return answers
 
 

@@ -39,8 +39,12 @@ MESSAGES = {
 # A gateway may send a JSON array of input events of one kind as one message: its schema's name
 # -> the event model (every input topic takes both forms; schemas/json/<name>.schema.json).
 GATEWAY_BATCHES = {f"{name}-batch": model for name, model in MESSAGES.items() if issubclass(model, InputEvent)}
+# ...and is answered by one array of the per-event outputs where the input topic's
+# TOPIC_CONFIG__<TOPIC>__ANSWER_ARRAYS is on: its schema's name -> the output model.
+ANSWER_BATCHES = {"maintenance-prediction-batch": MaintenancePrediction, "supply-chain-score-batch": SupplyChainScore}
 
 __all__ = [
+    "ANSWER_BATCHES",
     "GATEWAY_BATCHES",
     "MESSAGES",
     "Alert",

@@ -1,8 +1,9 @@
 """Write the JSON Schema of every message to schemas/json/ (`python -m schemas.export`).
 `--check` exits 1 when the committed files differ from the models.
 
-One file per message (`MESSAGES`), and per input one for the gateway form, a JSON array of its
-events (`GATEWAY_BATCHES`). What the files say beyond pydantic's defaults comes from here and
+One file per message (`MESSAGES`), per input one for the gateway form, a JSON array of its
+events (`GATEWAY_BATCHES`), and per per-event output one for the array that answers a gateway
+message (`ANSWER_BATCHES`). What the files say beyond pydantic's defaults comes from here and
 from the field types (schemas/common.py), never from editing the files."""
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pydantic import Field, TypeAdapter
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, JsonSchemaValue
 from pydantic_core import CoreSchema, core_schema
 
-from schemas import GATEWAY_BATCHES, MESSAGES
+from schemas import ANSWER_BATCHES, GATEWAY_BATCHES, MESSAGES
 from schemas.common import MAX_GATEWAY_EVENTS
 
 JSON_DIR = Path(__file__).parent / "json"
@@ -51,6 +52,16 @@ def schema_of(name: str) -> dict[str, Any]:
         schema["title"] = f"{model.__name__}Batch"
         schema["description"] = (f"A gateway message: a JSON array of {event} events ({event}.schema.json). The "
                                  "worker takes each valid element and dead-letters each bad one on its own.")
+    elif name in ANSWER_BATCHES:
+        model = ANSWER_BATCHES[name]
+        batch = Annotated[list[model], Field(min_length=1, max_length=MAX_GATEWAY_EVENTS)]  # type: ignore[valid-type]
+        schema = TypeAdapter(batch).json_schema(schema_generator=ContractSchema)
+        one = name.removesuffix("-batch")
+        schema["title"] = f"{model.__name__}Batch"
+        schema["description"] = (f"The answer to a gateway message where its input topic's "
+                                 f"TOPIC_CONFIG__<TOPIC>__ANSWER_ARRAYS is on: one message, a JSON array of {one} "
+                                 f"messages ({one}.schema.json), one per valid event of the gateway message in its "
+                                 "order, keyed by the gateway message's key.")
     else:
         schema = MESSAGES[name].model_json_schema(schema_generator=ContractSchema)
     schema["$id"] = f"{name}.schema.json"
@@ -62,7 +73,7 @@ def render(name: str) -> str:
 
 
 def names() -> list[str]:
-    return [*MESSAGES, *GATEWAY_BATCHES]
+    return [*MESSAGES, *GATEWAY_BATCHES, *ANSWER_BATCHES]
 
 
 def main(argv: list[str] | None = None) -> int:

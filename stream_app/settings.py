@@ -154,12 +154,17 @@ class SupplyChainSettings(BaseModel):
 
 class TopicSetting(BaseModel):
     """One topic's layout where it differs from the defaults (TOPIC_PARTITIONS,
-    TOPIC_REPLICATION_FACTOR, the broker's retention): stream_app/topics.py."""
+    TOPIC_REPLICATION_FACTOR, the broker's retention): stream_app/topics.py; and, for an input
+    topic, how its gateway messages are answered."""
 
     partitions: Optional[int] = Field(None, ge=1)
     replication_factor: Optional[int] = Field(None, ge=1)
     # -1: keep forever.
     retention_hours: Optional[float] = Field(None, ge=-1)
+    # sensor-readings, supply-chain-transactions: a gateway message (a JSON array of events) is
+    # answered by one message, the array of its events' predictions or scores, instead of one
+    # message per event (schemas/json/*-batch.schema.json).
+    answer_arrays: bool = False
 
 
 class Settings(BaseSettings):

@@ -128,3 +128,34 @@ def test_without_a_model_the_rules_decide_and_say_why(broker, start_worker, tmp_
     alert = reader.messages["alerts"][0]
     assert alert["decision_source"] == "rule" and "vibration_rms" in alert["reason"]
     assert any(rule["fired"] and rule["rule"].startswith("vibration_rms") for rule in reader.messages["explanations"][0]["rules"])
+
+
+def test_a_gateway_message_is_answered_by_one_array_where_its_topic_says_so(
+    broker, start_worker, trained_model_dir: Path
+) -> None:
+    """TOPIC_CONFIG__SENSOR_READINGS__ANSWER_ARRAYS: one predictions message per gateway message,
+    its valid readings' predictions in order, keyed like the gateway message; single-reading
+    messages are answered as ever."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    worker = start_worker(trained_model_dir, TOPIC_CONFIG__SENSOR_READINGS__ANSWER_ARRAYS="true")
+    single = {**json.loads(json.dumps(GOOD).replace("{}", "single").replace("{:02d}", "30")), "machine_id": "m-single"}
+    produce(broker.bootstrap, "sensor-readings", [(b"gw-1", _gateway_message()), (b"m-single", json.dumps(single).encode())])
+
+    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "arrays", "enable.auto.commit": False})
+    consumer.assign([TopicPartition("maintenance-predictions", p, OFFSET_BEGINNING) for p in range(PARTITIONS)])
+    records = []
+    try:
+        for _ in range(240):
+            records += [m for m in consumer.consume(100, 0.5) if not m.error()]
+            if len(records) >= 2 or not worker.alive():
+                break
+        records += [m for m in consumer.consume(100, 2.0) if not m.error()]  # nothing more may come
+    finally:
+        consumer.close()
+    assert len(records) == 2, f"{len(records)} prediction messages; worker log:\n{worker.log()[-3000:]}"
+    by_key = {m.key(): json.loads(m.value()) for m in records}
+    answer = by_key[b"gw-1"]
+    assert isinstance(answer, list) and [p["event_id"] for p in answer] == ["gw-ok-0", "gw-ok-2"]
+    assert all(MaintenancePrediction.model_validate(p).machine_id == "gw-1" for p in answer)
+    assert MaintenancePrediction.model_validate(by_key[b"m-single"]).event_id == "gw-ok-single"

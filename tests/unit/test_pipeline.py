@@ -53,7 +53,7 @@ def test_without_failure_nothing_is_dead_lettered() -> None:
 def test_a_large_batch_is_scored_a_chunk_at_a_time_with_every_output_in_order(monkeypatch) -> None:
     import agents.pipeline
 
-    monkeypatch.setattr(agents.pipeline, "SCORE_CHUNK", 2)
+    monkeypatch.setattr(agents.pipeline, "SCORE_CHUNK", 1)
     sizes: list[int] = []
 
     def score(events: list[SensorReading]) -> list[SensorReading]:
@@ -67,5 +67,31 @@ def test_a_large_batch_is_scored_a_chunk_at_a_time_with_every_output_in_order(mo
     with ThreadPoolExecutor(1) as executor:
         asyncio.run(StreamPipeline("maintenance", SensorReading, Settings(), score, outputs, Outbox(producer),
                                    executor).process(_messages()))
-    assert sizes == [2, 1]
+    assert sizes == [1, 2], "the gateway message's two readings stay in one chunk"
     assert [m["event_id"] for m in producer.on("echo")] == ["e1", "e2", "e3"]
+
+
+def test_scoring_chunks_never_split_a_gateway_message() -> None:
+    from agents.pipeline import chunks
+
+    a, b, c = (RawMessage("t", 0, o, None, b"[]") for o in range(3))
+    origin = [a, a, a, b, c, c]
+    assert list(chunks(origin, 2)) == [(0, 3), (3, 6)]
+    assert list(chunks(origin, 100)) == [(0, 6)]
+    assert list(chunks([], 2)) == []
+
+
+def test_an_array_answer_too_large_for_one_request_is_split_in_order() -> None:
+    import json
+
+    from agents.publish import _values
+    from schemas import DriftEvent
+
+    events = [DriftEvent(drift_id=f"d{i}", stream="s", partition=0, feature="f", detector="adwin",
+                         detected_at="2026-12-07T00:00:00Z", event_ts=None, values_seen=i, mean_before=0, mean_after=1,
+                         reference_mean=0, reference_std=1, effect=1, sensitivity={}) for i in range(50)]
+    one = len(events[0].model_dump_json())
+    arrays = _values(events, limit=10 * one)
+    assert len(arrays) > 1 and all(len(a) <= 10 * one for a in arrays)
+    assert [e["drift_id"] for a in arrays for e in json.loads(a)] == [f"d{i}" for i in range(50)]
+    assert _values(events, limit=10**9) == [b"[" + b",".join(e.model_dump_json().encode() for e in events) + b"]"]

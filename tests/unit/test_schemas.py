@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from schemas import (GATEWAY_BATCHES, MESSAGES, DriftEvent, ForecastDay, InputEvent, OutputMessage, SensorReading,
+from schemas import (ANSWER_BATCHES, GATEWAY_BATCHES, MESSAGES, DriftEvent, ForecastDay, InputEvent, OutputMessage, SensorReading,
                      deterministic_id, export)
 from schemas.outputs import InputRef
 
@@ -20,9 +20,10 @@ def test_committed_json_schema_files_match_the_models() -> None:
 
 def test_every_message_and_gateway_form_has_a_committed_schema_file() -> None:
     assert {p.name for p in export.JSON_DIR.glob("*.schema.json")} == {f"{n}.schema.json" for n in export.names()}
-    assert set(export.names()) == set(MESSAGES) | set(GATEWAY_BATCHES)
+    assert set(export.names()) == set(MESSAGES) | set(GATEWAY_BATCHES) | set(ANSWER_BATCHES)
     inputs = {name for name, model in MESSAGES.items() if issubclass(model, InputEvent)}
     assert set(GATEWAY_BATCHES) == {f"{name}-batch" for name in inputs} and len(inputs) == 6
+    assert all(MESSAGES[name.removesuffix("-batch")] is model for name, model in ANSWER_BATCHES.items())
 
 
 def test_every_file_declares_draft_2020_12_and_every_published_message_its_version() -> None:
