@@ -44,24 +44,18 @@ class ContractSchema(GenerateJsonSchema):
 
 
 def schema_of(name: str) -> dict[str, Any]:
-    if name in GATEWAY_BATCHES:
-        model = GATEWAY_BATCHES[name]
-        batch = Annotated[list[model], Field(min_length=1, max_length=MAX_GATEWAY_EVENTS)]  # type: ignore[valid-type]
-        schema = TypeAdapter(batch).json_schema(schema_generator=ContractSchema)
-        event = name.removesuffix("-batch")
-        schema["title"] = f"{model.__name__}Batch"
-        schema["description"] = (f"A gateway message: a JSON array of {event} events ({event}.schema.json). The "
-                                 "worker takes each valid element and dead-letters each bad one on its own.")
-    elif name in ANSWER_BATCHES:
-        model = ANSWER_BATCHES[name]
+    if name in GATEWAY_BATCHES or name in ANSWER_BATCHES:
+        model = GATEWAY_BATCHES.get(name) or ANSWER_BATCHES[name]
         batch = Annotated[list[model], Field(min_length=1, max_length=MAX_GATEWAY_EVENTS)]  # type: ignore[valid-type]
         schema = TypeAdapter(batch).json_schema(schema_generator=ContractSchema)
         one = name.removesuffix("-batch")
         schema["title"] = f"{model.__name__}Batch"
-        schema["description"] = (f"The answer to a gateway message where its input topic's "
-                                 f"TOPIC_CONFIG__<TOPIC>__ANSWER_ARRAYS is on: one message, a JSON array of {one} "
-                                 f"messages ({one}.schema.json), one per valid event of the gateway message in its "
-                                 "order, keyed by the gateway message's key.")
+        schema["description"] = (
+            f"A gateway message: a JSON array of {one} events ({one}.schema.json). The worker takes each valid "
+            "element and dead-letters each bad one on its own." if name in GATEWAY_BATCHES else
+            "The answer to a gateway message where its input topic's TOPIC_CONFIG__<TOPIC>__ANSWER_ARRAYS is on: "
+            f"one message, a JSON array of {one} messages ({one}.schema.json), one per valid event of the gateway "
+            "message in its order, keyed by the gateway message's key.")
     else:
         schema = MESSAGES[name].model_json_schema(schema_generator=ContractSchema)
     schema["$id"] = f"{name}.schema.json"
