@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agents.drift import DriftSnapshots, DriftTracker
 from stream_app.kafka_io import side_consumer
+from stream_app.decoding import Limits, decode_message
 from stream_app.intake import RawMessage, limits_from_settings
 from agents.pipeline import Output, StreamPipeline, answers_in_arrays
 from agents.publish import Outbox, take_in
@@ -44,14 +45,12 @@ class ScorerHandle(SharedScorer[SupplyChainScorer]):
     scorer in its inference thread (the graph is not shared across threads)."""
 
     def __init__(self, registry: ModelRegistry, settings: Settings) -> None:
-        limits = self.limits = limits_from_settings(settings)
-        super().__init__(
-            STREAM, MODEL_NAME, settings, lambda: SupplyChainScorer.load(registry, settings.supply_chain, limits=limits),
-            registry,
-        )
+        self.limits = limits_from_settings(settings)  # the follower decodes with the scoring agent's limits
+        super().__init__(STREAM, MODEL_NAME, settings, lambda: SupplyChainScorer.load(registry, settings.supply_chain),
+                         registry)
 
     def load_version(self, version: ModelVersion) -> SupplyChainScorer:
-        return SupplyChainScorer.from_version(version, self.settings.supply_chain, limits=self.limits)
+        return SupplyChainScorer.from_version(version, self.settings.supply_chain)
 
     supports_shadow = True
 
@@ -128,9 +127,10 @@ class GraphFollower:
                 transactions = [r.value for tp, rs in batches.items() if tp.topic == wanted[0] for r in rs]
                 verdicts = [r.value for tp, rs in batches.items() if tp.topic == wanted[1] for r in rs]
                 if transactions:
-                    self.applied += await loop.run_in_executor(self.handle.executor, scorer.observe_raw, transactions)
+                    self.applied += await loop.run_in_executor(
+                        self.handle.executor, _observe_transactions, scorer, transactions, self.handle.limits)
                 if verdicts:
-                    await loop.run_in_executor(self.handle.executor, scorer.observe_verdicts, verdicts)
+                    await loop.run_in_executor(self.handle.executor, _observe_verdicts, scorer, verdicts, self.handle.limits)
                 if self._waiters:
                     await self._release(consumer, partitions)
                 scorer = await self.handle.get()  # a new one after a fallback to rules (same graph)
@@ -153,6 +153,16 @@ class GraphFollower:
         self._waiters = [(asked, event) for asked, event in self._waiters if asked > covered]
         for event in ready:
             event.set()
+
+
+def _observe_transactions(scorer: SupplyChainScorer, values: Sequence[Optional[bytes]], limits: Limits) -> int:
+    """In the inference thread: the follower's records into the graph. Bad ones are skipped here
+    (the agents reading these partitions dead-letter them)."""
+    return scorer.observe([tx for v in values for tx in decode_message(v, SupplyChainTransaction, limits).events])
+
+
+def _observe_verdicts(scorer: SupplyChainScorer, values: Sequence[Optional[bytes]], limits: Limits) -> int:
+    return scorer.observe_verdicts([v for raw in values for v in decode_message(raw, SupplyChainVerdict, limits).events])
 
 
 def outputs(settings: Settings) -> Callable[[ScoredTransaction], Iterator[Output]]:

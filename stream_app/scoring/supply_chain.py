@@ -4,9 +4,10 @@ flagged ones.
 Graph sharing (why scoring is lookups only). Transactions are keyed by shipment, so with several
 workers each scores a subset, but a flow another worker scored is not "never seen". Every worker
 therefore keeps the graph of the whole stream: the agent runs a follower, a group-less consumer
-assigned every partition of the transactions topic (and of the verdicts topic), which feeds
-`observe_raw()`; the scorer also applies its own batch before scoring it, and the graph drops
-what it already has by event id. A Faust GlobalTable would replicate the same state through a
+assigned every partition of the transactions topic (and of the verdicts topic), which decodes
+them and feeds `observe()` and `observe_verdicts()` (the scorer sees events, never bytes); the
+scorer also applies its own batch before scoring it, and the graph drops what it already has by
+event id. A Faust GlobalTable would replicate the same state through a
 changelog, but its recovery relies on end offsets the embedded broker reports wrongly (DESIGN.md
 section 4) and the graph is a derived structure anyway: replaying the source topic rebuilds it
 exactly, on any broker. Before scoring a batch the agent waits (at most graph_sync_timeout_s)
@@ -62,7 +63,6 @@ import torch
 
 from schemas.outputs import Alert, Contribution, Counterfactual, Explanation, deterministic_id, digest
 from schemas.supply_chain import SupplyChainScore, SupplyChainTransaction, SupplyChainVerdict
-from stream_app.decoding import Limits, decode_message
 from stream_app.features.supply_chain import FEATURES, INDEX, FeatureConfig, RobustStats, encode, encode_batch
 from stream_app.graph import custody as custody_facts
 from stream_app.graph import lanes as lane_facts
@@ -201,7 +201,6 @@ class SupplyChainScorer:
         *,
         unavailable_reason: str = "model unavailable",
         background_refresh: bool = True,
-        limits: Limits = Limits(),
     ) -> None:
         self.settings = settings
         self.model = model
@@ -212,7 +211,6 @@ class SupplyChainScorer:
         self.rule_config = rules.RuleConfig(settings.new_node_days, self.features.provenance_days, self.features.controlled,
                                             self.features.min_turnaround_h)
         self._unavailable = unavailable_reason
-        self._limits = limits
         self._lock = threading.RLock()
         self._since_prune = 0
         # shipment -> flagged, for joining verdicts (live accuracy); bounded
@@ -258,7 +256,7 @@ class SupplyChainScorer:
 
     def rules_only(self, reason: str) -> "SupplyChainScorer":
         """The same graph, without the model (the model failed at inference)."""
-        scorer = type(self)(self.settings, None, self.graph, self.stats, unavailable_reason=reason, limits=self._limits)
+        scorer = type(self)(self.settings, None, self.graph, self.stats, unavailable_reason=reason)
         scorer.features, scorer.rule_config, scorer._flags = self.features, self.rule_config, self._flags
         if self.refresher is not None:
             self.refresher.close()
@@ -268,7 +266,7 @@ class SupplyChainScorer:
         """Another version's model on this scorer's live graph and statistics, shared (the
         version's own graph is its training snapshot; this one followed the topic since).
         Applying a transaction twice is a no-op, so both may score the same batches."""
-        return type(self)(self.settings, model, self.graph, self.stats, limits=self._limits)
+        return type(self)(self.settings, model, self.graph, self.stats)
 
     def with_model(self, model: SupplyChainModel) -> "SupplyChainScorer":
         """The scorer that takes over from this one with another version (hot reload)."""
@@ -290,14 +288,8 @@ class SupplyChainScorer:
             self._after_apply(new)
             return new
 
-    def observe_raw(self, values: Sequence[Optional[bytes]]) -> int:
-        """The follower's path: raw message values, decoded here; bad ones are skipped (the
-        scoring agent dead-letters them)."""
-        transactions = [tx for v in values for tx in decode_message(v, SupplyChainTransaction, self._limits).events]
-        return self.observe(transactions)
-
-    def observe_verdicts(self, values: Sequence[Optional[bytes]]) -> int:
-        verdicts = [v for raw in values for v in decode_message(raw, SupplyChainVerdict, self._limits).events]
+    def observe_verdicts(self, verdicts: Sequence[SupplyChainVerdict]) -> int:
+        """Implicate confirmed attackers in the graph. Returns how many verdicts applied."""
         with self._lock:
             return sum(self.graph.apply_verdict(v) for v in verdicts)
 
