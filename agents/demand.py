@@ -41,7 +41,7 @@ import asyncio
 import dataclasses
 import json
 import logging
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -235,22 +235,26 @@ class DemandHandle(SharedScorer[DemandScorer]):
             log.warning("demand: calendar not read within %.0f s; forecasting without waiting", self.settings.demand.calendar_wait_s)
 
     # --- partition state ----------------------------------------------------------------------
-    async def ensure_warm(self, messages: Sequence[RawMessage]) -> None:
-        """Replay each partition this process does not hold yet, up to its first offset here."""
-        first: dict[tuple[str, int], int] = {}
+    async def ensure_warm(self, messages: Sequence[RawMessage], assigned: Optional[Mapping[int, int]] = None) -> None:
+        """Replay each partition this process does not hold yet, up to its first offset here:
+        those of `messages`, and every one in `assigned` (partition -> the offset its records
+        will start at), all at once."""
+        topic = self.settings.topics.sales_events
+        first = {p: offset for p, offset in (assigned or {}).items() if p not in self.warm}
         for m in messages:
             if m.partition is not None and m.partition not in self.warm and m.offset is not None:
-                key = (m.topic, m.partition)
-                first[key] = min(first.get(key, m.offset), m.offset)
-        for (topic, partition), end in first.items():
-            self.warm.add(partition)
-            if not self.settings.demand.replay_on_assign or end <= 0:
-                continue
-            try:
-                counted = await self._replay(topic, partition, end)
-                log.info("demand: partition %d state rebuilt from %d retained sales events", partition, counted)
-            except Exception:  # forecasts go on from what the partition brings from now on
-                log.exception("demand: replay of partition %d failed; its series start with a partial history", partition)
+                topic = m.topic
+                first[m.partition] = min(first.get(m.partition, m.offset), m.offset)
+        self.warm.update(first)
+        if self.settings.demand.replay_on_assign:
+            await asyncio.gather(*(self._replay_logged(topic, p, end) for p, end in sorted(first.items()) if end > 0))
+
+    async def _replay_logged(self, topic: str, partition: int, end: int) -> None:
+        try:
+            counted = await self._replay(topic, partition, end)
+            log.info("demand: partition %d state rebuilt from %d retained sales events", partition, counted)
+        except Exception:  # forecasts go on from what the partition brings from now on
+            log.exception("demand: replay of partition %d failed; its series start with a partial history", partition)
 
     async def _replay(self, topic: str, partition: int, end: int) -> int:
         """Apply the partition's retained sales below `end`, in order (when the range ends
@@ -405,7 +409,7 @@ def register(app: Any, settings: Settings, registry: ModelRegistry, drift_snapsh
         run = pipeline(settings, scorer, handle, Outbox(app.producer), drift_snapshots)
         while True:
             async with inbox.batch(conf.batch_max) as messages:
-                await handle.ensure_warm(messages)
+                await handle.ensure_warm(messages, inbox.next_offsets())
                 await run.process(messages)
 
     return handle

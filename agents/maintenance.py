@@ -190,7 +190,7 @@ def register(
                        handle.fall_back, keeper)
         while True:
             async with inbox.batch(conf.batch_max) as messages:
-                await keeper.ensure_warm(await handle.get(), messages)
+                await keeper.ensure_warm(await handle.get(), messages, inbox.next_offsets())
                 await run.process(messages)
             if keeper.snapshot_due():  # between batches: everything applied so far is published
                 try:

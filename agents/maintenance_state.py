@@ -40,7 +40,7 @@ import logging
 import time
 import uuid
 from collections import defaultdict
-from typing import Any, Callable, NamedTuple, Optional, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence
 
 import numpy as np
 
@@ -253,24 +253,29 @@ class MachineStateKeeper:
             await asyncio.shield(self._writing)
 
     # --- hand-over ------------------------------------------------------------------------------
-    async def ensure_warm(self, scorer: MaintenanceScorer, messages: Sequence[RawMessage]) -> None:
-        """Restore each partition this process does not hold yet, up to its first offset here."""
-        first: dict[int, int] = {}
+    async def ensure_warm(self, scorer: MaintenanceScorer, messages: Sequence[RawMessage],
+                          assigned: Optional[Mapping[int, int]] = None) -> None:
+        """Restore each partition this process does not hold yet, up to its first offset here:
+        those of `messages`, and every one in `assigned` (partition -> the offset its records
+        will start at), all at once, so a partition whose records come later is not restored
+        (and its readings held back) one after another."""
+        first = {p: offset for p, offset in (assigned or {}).items() if p not in self.warm}
         for m in messages:
             if m.partition is not None and m.offset is not None and m.partition not in self.warm:
                 first[m.partition] = min(first.get(m.partition, m.offset), m.offset)
-        for p, end in sorted(first.items()):
-            self.warm.add(p)
-            if not self.settings.maintenance.restore_on_assign:
-                continue
-            started = time.monotonic()
-            try:
-                loaded, replayed = await self._restore(scorer, p, end)
-                log.info("maintenance: partition %d handed over: %d machine states loaded, %d readings replayed "
-                         "from offset %d to %d in %.1f s", p, loaded, replayed, self.partition_applied_before[p], end,
-                         time.monotonic() - started)
-            except Exception:  # scoring goes on; the partition's machines warm up again
-                log.exception("maintenance: restoring partition %d failed; its machines start cold", p)
+        self.warm.update(first)
+        if first and self.settings.maintenance.restore_on_assign:
+            await asyncio.gather(*(self._restore_logged(scorer, p, end) for p, end in sorted(first.items())))
+
+    async def _restore_logged(self, scorer: MaintenanceScorer, p: int, end: int) -> None:
+        started = time.monotonic()
+        try:
+            loaded, replayed = await self._restore(scorer, p, end)
+            log.info("maintenance: partition %d handed over: %d machine states loaded, %d readings replayed "
+                     "from offset %d to %d in %.1f s", p, loaded, replayed, self.partition_applied_before[p], end,
+                     time.monotonic() - started)
+        except Exception:  # scoring goes on; the partition's machines warm up again
+            log.exception("maintenance: restoring partition %d failed; its machines start cold", p)
 
     async def _restore(self, scorer: MaintenanceScorer, p: int, end: int) -> tuple[int, int]:
         records = await self._read_state(p)

@@ -105,6 +105,17 @@ class Inbox:
         await self._idle.wait()
 
     # --- the agent's side ---------------------------------------------------------------------
+    def next_offsets(self) -> dict[int, int]:
+        """Per partition of the topic assigned here, the offset its next batch starts at: the
+        end of the last batch taken, else the committed offset (0 where none was committed), so
+        an agent can take over every assigned partition at once, before its first records come."""
+        consumer = self.consumer
+        if consumer is None:
+            return {}
+        current = self._generation == consumer.generation()
+        return {tp.partition: (self._next.get(tp) if current else None) or consumer.committed(tp) or 0
+                for tp in consumer.assignment() if tp.topic == self.topic}
+
     @asynccontextmanager
     async def batch(self, max_messages: int) -> AsyncIterator[list[RawMessage]]:
         """The messages queued now (at least one partition's fetch, then whole fetches up to

@@ -188,3 +188,22 @@ def test_a_taken_batch_holds_the_revocation_until_it_is_done() -> None:
         await task
 
     asyncio.run(run())
+
+
+def test_next_offsets_say_where_each_assigned_partition_goes_on() -> None:
+    """So an agent can take over every assigned partition at once, before its records come."""
+    async def run() -> None:
+        consumer = Consumer()
+        consumer.committed_at[OTHER] = 40
+        consumer.assigned = {READINGS, OTHER, TP("other-topic", 0)}
+        inbox = inbox_with(consumer)
+        assert inbox.next_offsets() == {0: 0, 1: 40}, "nothing committed: from the start"
+        await inbox.put(fetched(READINGS, 0, 5))
+        async with inbox.batch(100):
+            pass
+        assert inbox.next_offsets() == {0: 5, 1: 40}
+        consumer.gen = 2  # a rebalance: the committed offsets again until batches come
+        consumer.committed_at[READINGS] = 3
+        assert inbox.next_offsets() == {0: 3, 1: 40}
+
+    asyncio.run(run())
