@@ -239,14 +239,13 @@ class DemandHandle(SharedScorer[DemandScorer]):
         """Replay each partition this process does not hold yet, up to its first offset here:
         those of `messages`, and every one in `assigned` (partition -> the offset its records
         will start at), all at once."""
-        topic = self.settings.topics.sales_events
         first = {p: offset for p, offset in (assigned or {}).items() if p not in self.warm}
         for m in messages:
             if m.partition is not None and m.partition not in self.warm and m.offset is not None:
-                topic = m.topic
                 first[m.partition] = min(first.get(m.partition, m.offset), m.offset)
         self.warm.update(first)
         if self.settings.demand.replay_on_assign:
+            topic = self.settings.topics.sales_events
             await asyncio.gather(*(self._replay_logged(topic, p, end) for p, end in sorted(first.items()) if end > 0))
 
     async def _replay_logged(self, topic: str, partition: int, end: int) -> None:

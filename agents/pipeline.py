@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -51,8 +52,12 @@ def answers_in_arrays(settings: Settings, input_topic_field: str) -> bool:
     return bool(own and own.answer_arrays)
 
 
+_ARRAY_START = re.compile(rb"\s*\[")
+
+
 def is_gateway(message: RawMessage) -> bool:
-    return message.value is not None and message.value.lstrip()[:1] == b"["
+    """A JSON array (asked per answer: a match at the start, no copy of the value)."""
+    return message.value is not None and _ARRAY_START.match(message.value) is not None
 
 
 def chunks(origin: Sequence[RawMessage], size: int) -> Iterator[tuple[int, int]]:

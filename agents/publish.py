@@ -35,10 +35,7 @@ class Outbox:
         self, topic: str, key: Optional[str], message: OutputMessage, headers: Optional[Headers] = None
     ) -> None:
         """Dead letters get their `dlq.*` headers here, whichever agent sends them."""
-        if headers is None and isinstance(message, DeadLetter):
-            headers = kafka_headers(message)
-        value = message.model_dump_json().encode()
-        await self._send_one(topic, key.encode() if key is not None else None, value, headers)
+        await self._send_one(topic, _key(key), message.model_dump_json().encode(), headers or _headers(message))
 
     async def _send_one(self, topic: str, key: Optional[bytes], value: bytes, headers: Optional[Headers]) -> None:
         fut = await self._producer.send(topic, key, value, None, None, list(headers) if headers else None)

@@ -156,10 +156,6 @@ class FeatureDrift:
         self.adwin = river_drift.ADWIN(delta=self.config.adwin_delta)
         self.kswin = WindowKS(alpha=self.config.kswin_alpha) if self.use_kswin else None
 
-    def update(self, x: float) -> list[tuple[str, float, float, int, _Reference]]:
-        """One value (`update_many` for a batch)."""
-        return self.update_many([x])
-
     def update_many(self, xs: Iterable[float]) -> list[tuple[str, float, float, int, _Reference]]:
         """Returns (detector, mean before, mean after, values seen, reference) per detection, at
         the value that confirmed it. A reported drift is the new normal: the reference starts again from the next values, so

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Optional, Protocol
@@ -74,7 +75,7 @@ class Inbox:
         self.topic = topic
         self.max_queued = max_queued  # messages queued before the fetcher waits (back-pressure)
         self.consumer: Optional[BatchConsumer] = None  # set when the app's consumer is made
-        self._queue: list[Fetched] = []
+        self._queue: deque[Fetched] = deque()
         self._queued = 0
         self._arrived = asyncio.Event()
         self._space = asyncio.Event()
@@ -139,7 +140,7 @@ class Inbox:
                 await self._arrived.wait()
             taken = Taken()
             while self._queue and (not taken.messages or len(taken.messages) + len(self._queue[0].messages) <= max_messages):
-                fetched = self._queue.pop(0)
+                fetched = self._queue.popleft()
                 self._queued -= len(fetched.messages)
                 self._admit(fetched, taken)
             self._space.set()
