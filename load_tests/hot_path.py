@@ -9,7 +9,9 @@
 * drift: the stream's detectors fed each scored batch's values (per reading), as the agent
   feeds them, all readings into one partition's detectors: the steady state, where the sampled
   distribution test (KSWIN) runs on full windows. A worker's partitions each reach it after
-  ~4,000 of their readings.
+  ~4,000 of their readings;
+* the distribution test alone (`ks_two_sample`, its exact p-values from a table) against scipy's
+  `ks_2samp`, which River's KSWIN calls, on the same pairs of 50 values.
 
     python -m load_tests.hot_path [--readings 25000] [--machines 2000] [--model-dir DIR]
 """
@@ -23,6 +25,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
+
+import numpy as np
 
 from agents.drift import DriftTracker
 from agents.maintenance import drift_values
@@ -115,6 +119,22 @@ def main() -> None:
     alone = _us_per(alerts, lambda: explain([[a] for burst in scorer.bursts for a in burst])) / 1000
     print(f"explanations, {alerts} model alerts in {len(scorer.bursts)} batches of {BATCH}: {together:.2f} ms an alert "
           f"explained with its batch's others, {alone:.2f} ms one by one")
+    ks_tests()
+
+
+def ks_tests(n: int = 2000) -> None:
+    """Drift's distribution test (stream_app/drift.py, 50 against 50 values) against scipy's
+    ks_2samp, which River's KSWIN calls, on the same samples."""
+    from scipy import stats
+
+    from stream_app.drift import ks_two_sample
+
+    rng = np.random.default_rng(0)
+    pairs = [(rng.normal(0, 1, 50).tolist(), rng.normal(0.3, 1, 50).tolist()) for _ in range(n)]
+    ks_two_sample(*pairs[0])  # its p-value table is built once, on first use
+    table = _us_per(n, lambda: [ks_two_sample(a, b) for a, b in pairs])
+    scipy_us = _us_per(n, lambda: [stats.ks_2samp(a, b, method="auto") for a, b in pairs])
+    print(f"drift's distribution test: {table:.1f} us a test (scipy's ks_2samp: {scipy_us:.1f})")
 
 
 if __name__ == "__main__":
