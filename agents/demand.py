@@ -126,16 +126,17 @@ class DemandHandle(SharedScorer[DemandScorer]):
     def shadow_of(self, serving: DemandScorer, version: ModelVersion) -> DemandScorer:
         return serving.beside(LoadedDemandModel.from_version(version))
 
-    def score_batch(self, items: list[tuple[SalesEvent, int]]) -> list[EventResult]:
-        return self.score_with(self.serving, items)
+    def score_batch(self, events: list[SalesEvent], clocks: Optional[list[int]] = None) -> list[EventResult]:
+        return self.score_with(self.serving, events, clocks)
 
-    def score_with(self, scorer: Optional[DemandScorer], items: list[tuple[SalesEvent, int]]) -> list[EventResult]:
+    def score_with(self, scorer: Optional[DemandScorer], events: list[SalesEvent],
+                   clocks: Optional[list[int]] = None) -> list[EventResult]:
         """Score with the served scorer and, beside it inside each day close, the shadow (the
         scorer catches the shadow's failures: the served results never depend on it); count
-        both versions' live figures."""
+        both versions' live figures. `clocks`: each event's input partition."""
         assert scorer is not None
         scorer.candidate = shadow = self.shadow
-        results = scorer.score_batch(items)
+        results = scorer.score_batch(events, clocks)
         self._count(scorer.model_version, results)
         if shadow is not None:
             self._count(shadow.model_version, [r.shadow for r in results if r.shadow is not None])
@@ -264,7 +265,7 @@ class DemandHandle(SharedScorer[DemandScorer]):
         async for records in read_range(self.settings, topic, partition, None, end, STREAM, REPLAY_STALL_S, REPLAY_BATCH):
             raw = [RawMessage(r.topic, r.partition, r.offset, r.key, r.value) for r in records]
             events = decode_batch(raw, SalesEvent, limits).events  # bad ones were dead-lettered the first time
-            counted += await self.run(scorer.replay, [(e, partition) for e in events])
+            counted += await self.run(scorer.replay, events, [partition] * len(events))
         return counted
 
     async def revoked(self, partitions: set[int]) -> None:
@@ -275,7 +276,7 @@ class DemandHandle(SharedScorer[DemandScorer]):
 
     def _drop_partition(self, scorer: DemandScorer, partition: int) -> None:
         scorer.candidate = self.shadow  # the shadow's forecast memory of it goes too
-        scorer.drop_partition(partition)
+        scorer.drop_clock(partition)
 
     # --- live accuracy ------------------------------------------------------------------------
     def record_accuracy(self, acc: Accuracy) -> None:
@@ -369,7 +370,7 @@ def pipeline(
         # The served scorer stays one object across switches (use_model, adopt); `scorer` is it,
         # or a scorer of its own where the handle was never started (tests).
         served = handle.serving or scorer
-        results = handle.score_with(served, [(event, message.partition or 0) for event, message in pairs])
+        results = handle.score_with(served, [event for event, _ in pairs], [message.partition or 0 for _, message in pairs])
         metrics.DEMAND_SERIES.set(served.series_count())
         return [(result, message) for result, (_, message) in zip(results, pairs)]
 

@@ -124,29 +124,24 @@ def pipeline(
 
 
 def _apply_outcome(handle: ScorerHandle, outcome: MaintenanceOutcome) -> bool:
-    """In the inference thread: join a failure to the machine's last alert (live accuracy, for
-    the served and any shadow version), then start the machine's new life. Returns whether
-    the served scorer reset the machine."""
-    reset = False
+    """In the inference thread: the outcome is ground truth for the served and any shadow
+    version (`learn`: a failure joined to the machine's last alert, for live accuracy; the
+    machine's new life begun). Returns whether the served scorer took it in."""
+    taken = False
     for scorer in (handle.serving, handle.shadow):
         if scorer is None:
             continue
         served = scorer is handle.serving
-        if outcome.outcome == "failure":
-            _join_failure(handle, scorer, outcome, served)
-        was_reset = scorer.reset_machine(outcome.machine_id, outcome.ts)
-        reset = was_reset if served else reset
-    return reset
-
-
-def _join_failure(handle: ScorerHandle, scorer: MaintenanceScorer, outcome: MaintenanceOutcome, served: bool) -> None:
-    lead = scorer.alert_lead_hours(outcome.machine_id, outcome.ts)
-    alerted = lead is not None and 0.0 <= lead <= scorer.horizon_hours
-    handle.count_incident(scorer.model_version, alerted)
-    if served:
-        metrics.OUTCOMES.labels(STREAM, "alerted" if alerted else "missed").inc()
-        if alerted:
-            metrics.ALERT_LEAD_HOURS.labels(STREAM).observe(lead)
+        lead = scorer.alert_lead_hours(outcome.machine_id, outcome.ts) if served else None
+        joined = scorer.learn([outcome])[0]
+        if joined in ("alerted", "missed"):
+            handle.count_incident(scorer.model_version, joined == "alerted")
+            if served:
+                metrics.OUTCOMES.labels(STREAM, joined).inc()
+                if joined == "alerted" and lead is not None:
+                    metrics.ALERT_LEAD_HOURS.labels(STREAM).observe(lead)
+        taken = joined is not None if served else taken
+    return taken
 
 
 async def apply_outcomes(handle: ScorerHandle, outbox: Outbox, messages: Sequence[RawMessage]) -> int:

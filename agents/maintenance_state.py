@@ -20,6 +20,10 @@ the readings since.
   includes (the previous owner published and snapshot them, but had not committed yet) are
   skipped, in the replay and in the live batch. No marker: the replay starts at the beginning
   of what the topic retains.
+* Budget: machines the scorer forgot (MAINTENANCE__MAX_MACHINES, MAINTENANCE__MACHINE_IDLE_S)
+  get a tombstone in `maintenance-state` at their partition's next snapshot, and the keeper
+  forgets them too, so neither the topic nor a worker that takes the partition over brings
+  them back: with churning machine ids, what a partition's state holds stays within the budget.
 * Owners: each taking-over of a partition writes its records and markers under a new token.
   Normally every record carries the marker's token (a new owner rewrites every machine it
   loaded in its first snapshot). A record of another token means two writers overlapped (a
@@ -99,7 +103,11 @@ def decode_state(blob: bytes) -> StateRecord:
         kind = np.dtype(dtype)
         if kind.hasobject:
             raise ValueError(f"state field {name} is not numeric")
+        if not all(isinstance(n, int) and 0 <= n < 1 << 20 for n in shape):
+            raise ValueError(f"state field {name} has an impossible shape")
         size = kind.itemsize * int(np.prod(shape, dtype=np.int64))
+        if pos + size > len(blob):
+            raise ValueError(f"state field {name} runs past the record")
         arrays[name] = np.frombuffer(blob, dtype=kind, count=size // kind.itemsize, offset=pos).reshape(shape).copy()
         pos += size
     return StateRecord(arrays, int(header["offset"]), str(header.get("owner", "")))
@@ -123,12 +131,15 @@ def decode_marker(blob: bytes) -> tuple[dict[str, Any], Optional[bytes]]:
 
 
 def _export_partition(
-    scorer: MaintenanceScorer, machines: list[str], offset: int, owner: str, drift: Optional[DriftTracker], p: int
-) -> tuple[dict[str, bytes], Optional[bytes]]:
+    scorer: MaintenanceScorer, machines: list[str], offset: int, owner: str, drift: Optional[DriftTracker], p: int,
+    members: Sequence[str] = (),
+) -> tuple[dict[str, bytes], Optional[bytes], list[str]]:
     """In the inference thread, at one point between batches: the machines' states and the
-    partition's drift detectors, all valid at `offset`."""
+    partition's drift detectors, all valid at `offset`, and which of the partition's `members`
+    the scorer has forgotten (its state budget)."""
     records = {m: encode_state(a, offset, owner) for m, a in scorer.export_machines(machines).items()}
-    return records, drift.dumps(p) if drift is not None else None
+    gone = [m for m in members if not scorer.knows(m)]
+    return records, drift.dumps(p) if drift is not None else None, gone
 
 
 def _replay_batch(scorer: MaintenanceScorer, drift: Optional[DriftTracker], events: list[SensorReading],
@@ -152,6 +163,8 @@ class MachineStateKeeper:
         self._run = run  # (fn, *args) -> awaitable result, in the inference thread
         self.warm: set[int] = set()
         self.partition_of: dict[str, int] = {}
+        self.members: dict[int, set[str]] = defaultdict(set)  # partition -> its machines
+        self.tombstones: dict[int, set[str]] = defaultdict(set)  # forgotten, not yet deleted from the topic
         self.dirty: dict[int, set[str]] = defaultdict(set)
         self.next_offset: dict[int, int] = {}
         # After a restore: readings below these offsets are already in the state.
@@ -179,12 +192,19 @@ class MachineStateKeeper:
             if self._already_applied(event.machine_id, p, offset):
                 metrics.STATE_SKIPPED.labels("maintenance").inc()
                 continue
-            self.partition_of[event.machine_id] = p
-            self.dirty[p].add(event.machine_id)
+            self._member(event.machine_id, p)
             self.next_offset[p] = max(self.next_offset.get(p, 0), offset + 1)
             kept_e.append(event)
             kept_o.append(message)
         return kept_e, kept_o
+
+    def _member(self, machine_id: str, p: int) -> None:
+        """A reading of this machine on partition p changes its state."""
+        if self.partition_of.get(machine_id) != p:
+            self.partition_of[machine_id] = p
+            self.members[p].add(machine_id)
+            self.tombstones[p].discard(machine_id)
+        self.dirty[p].add(machine_id)
 
     def _already_applied(self, machine_id: str, partition: int, offset: int) -> bool:
         return offset < max(self.applied_before.get(machine_id, -1), self.partition_applied_before.get(partition, -1))
@@ -219,24 +239,34 @@ class MachineStateKeeper:
         taken = self.dirty.pop(p, set())  # changes from now on (an outcome meanwhile) go to a new set
         try:
             owner = self.owner.setdefault(p, uuid.uuid4().hex)
-            records, drift = await self._run(_export_partition, scorer, sorted(taken), offset, owner, self.drift, p)
+            records, drift, gone = await self._run(_export_partition, scorer, sorted(taken), offset, owner, self.drift, p,
+                                                   list(self.members[p]))
         except BaseException:
             self.dirty[p] |= taken  # not taken: the next turn tries again
             raise
+        for m in gone:  # the scorer forgot them (its state budget): so does the partition's state
+            if self.partition_of.get(m) == p and m not in self.dirty.get(p, ()):  # not back since
+                del self.partition_of[m]
+                self.members[p].discard(m)
+                self.applied_before.pop(m, None)
+                self.tombstones[p].add(m)
+        deleted = set(self.tombstones[p])
         info = {"offset": offset, "owner": owner, "model_version": scorer.model_version, "machines": len(records)}
         detectors = encode_marker({k: info[k] for k in ("offset", "owner", "model_version")}, drift) if drift else None
         self._writing = asyncio.ensure_future(
-            self._write(producer, p, taken, records, encode_marker(info, drift), detectors))
+            self._write(producer, p, taken, records, encode_marker(info, drift), detectors, deleted))
         return len(records)
 
     async def _write(self, producer: Any, p: int, taken: set[str], records: dict[str, bytes], marker: bytes,
-                     detectors: Optional[bytes] = None) -> None:
-        """The drift detectors, then the records, then (once all are acknowledged) the marker
-        that vouches for them. Detectors first: no machine record is ever newer than them."""
+                     detectors: Optional[bytes] = None, deleted: frozenset[str] | set[str] = frozenset()) -> None:
+        """The drift detectors, then tombstones of forgotten machines, then the records, then
+        (once all are acknowledged) the marker that vouches for them. Detectors first: no
+        machine record is ever newer than them."""
         try:
             if detectors is not None:
                 await (await producer.send(self.topic, DRIFT_KEY, detectors, p, None, None))
-            pending = [await producer.send(self.topic, m.encode(), rec, p, None, None) for m, rec in records.items()]
+            pending = [await producer.send(self.topic, m.encode(), None, p, None, None) for m in deleted]
+            pending += [await producer.send(self.topic, m.encode(), rec, p, None, None) for m, rec in records.items()]
             for fut in pending:
                 await fut
             await (await producer.send(self.topic, MARKER_KEY, marker, p, None, None))
@@ -245,6 +275,7 @@ class MachineStateKeeper:
                 self.dirty[p] |= taken
             log.exception("maintenance: state snapshot of partition %d failed", p)
             return
+        self.tombstones[p] -= deleted
         metrics.STATE_SNAPSHOT_RECORDS.labels("maintenance").inc(len(records))
 
     async def written(self) -> None:
@@ -295,11 +326,18 @@ class MachineStateKeeper:
         states: dict[str, dict[str, np.ndarray]] = {}
         if version is not None and version == scorer.model_version:
             for key, blob in records.items():
-                record = decode_state(blob)
-                machine = key.decode()
+                try:
+                    record = decode_state(blob)
+                    machine = key.decode()
+                except (ValueError, KeyError, TypeError) as exc:  # UnicodeDecodeError, JSON errors included
+                    # Not a record this product wrote: refused; that machine warms up again.
+                    metrics.STATE_REFUSED.labels("maintenance", "machine_state").inc()
+                    log.warning("maintenance: partition %d: a state record was refused (%s)", p, exc)
+                    continue
                 states[machine] = record.arrays
                 self.applied_before[machine] = record.offset
                 self.partition_of[machine] = p
+                self.members[p].add(machine)
                 if record.owner != owner:
                     # Written by another owner than the marker's: one that lost the partition
                     # but kept writing (a worker whose session expired unnoticed), or the owner
@@ -353,8 +391,7 @@ class MachineStateKeeper:
                     if not self._already_applied(e.machine_id, p, m.offset or 0)]
             events, origin = [e for e, _ in kept], [m for _, m in kept]
             for e in events:
-                self.partition_of[e.machine_id] = p
-                self.dirty[p].add(e.machine_id)
+                self._member(e.machine_id, p)
             await self._run(_replay_batch, scorer, self.drift, events, origin)
             replayed += len(events)
         metrics.STATE_REPLAYED.labels("maintenance").inc(replayed)
@@ -366,16 +403,18 @@ class MachineStateKeeper:
         gone = partitions & self.warm
         if not gone:
             return
-        machines = [m for m, p in self.partition_of.items() if p in gone]
+        machines = [m for p in gone for m in self.members.get(p, ())]
         for scorer in scorers:
             if scorer is not None:
-                await self._run(scorer.drop_machines, machines)
+                await self._run(scorer.forget, machines)
         if self.drift is not None:
             await self._run(self.drift.drop, gone)
         for m in machines:
-            del self.partition_of[m]
+            self.partition_of.pop(m, None)
             self.applied_before.pop(m, None)
         for p in gone:
+            self.members.pop(p, None)
+            self.tombstones.pop(p, None)
             self.warm.discard(p)
             self.owner.pop(p, None)
             self.dirty.pop(p, None)

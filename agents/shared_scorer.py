@@ -31,25 +31,18 @@ import socket
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
-from typing import Any, Callable, Generic, Optional, Protocol, TypeVar
+from typing import Any, Callable, Generic, Optional, TypeVar
 
 from stream_app import metrics
 from stream_app.lifecycle.live import LiveStats, write_live
 from stream_app.registry import ModelRegistry, ModelVersion
+from stream_app.scoring.contract import StreamScorer
 from stream_app.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-class Scorer(Protocol):
-    model_version: Optional[str]
-
-    def score_batch(self, events: list[Any]) -> list[Any]: ...
-
-    def rules_only(self, reason: str) -> "Scorer": ...
-
-
-S = TypeVar("S", bound=Scorer)
+S = TypeVar("S", bound=StreamScorer)
 
 
 @dataclasses.dataclass

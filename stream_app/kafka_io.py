@@ -91,7 +91,11 @@ async def read_partition_latest(settings: Settings, topic: str, partition: int, 
         while True:
             records = (await consumer.getmany(tp, timeout_ms=1000, max_records=batch)).get(tp, [])
             for r in records:
-                if r.key is not None and r.value is not None:
+                if r.key is None:
+                    continue
+                if r.value is None:  # a tombstone: the key was deleted (compaction drops both later)
+                    latest.pop(r.key, None)
+                else:
                     latest[r.key] = r.value
             high = consumer.highwater(tp)
             if high is not None and await consumer.position(tp) >= high:

@@ -49,6 +49,10 @@ STATE_RESTORED = Counter(f"{PREFIX}_state_restored_total", "Entity states loaded
 STATE_REPLAYED = Counter(f"{PREFIX}_state_replayed_events_total", "Events replayed (not published) to bring restored state up to date", ["stream"])
 STATE_REPLAY_INCOMPLETE = Counter(f"{PREFIX}_state_replay_incomplete_total", "Hand-over replays that stalled before reaching the partition's first live offset", ["stream"])
 SKIPPED_UNCOMMITTED = Gauge(f"{PREFIX}_skipped_uncommitted_messages", "Messages Faust skipped around a rebalance that this worker holds its commits below until they are read again", [])
+# The state budget (stream_app/state_budget.py): entities kept and those forgotten.
+STATE_EVICTIONS = Counter(f"{PREFIX}_state_evictions_total", "Entities whose state was forgotten, by stream and reason (budget: over the stream's limit, least recently seen first; idle: no event for the idle time)", ["stream", "reason"])
+STATE_ENTITIES = Gauge(f"{PREFIX}_state_entities", "Entities a stream keeps state for on this worker (machines, graph nodes, series)", ["stream"])
+STATE_REFUSED = Counter(f"{PREFIX}_state_refused_total", "State records read from a topic and refused: not written by the product (forged or damaged), by stream and kind (drift, machine_state, marker)", ["stream", "kind"])
 STATE_SKIPPED = Counter(f"{PREFIX}_state_skipped_events_total", "Redelivered events skipped: a restored state already included them", ["stream"])
 MODEL_SWITCHES = Counter(f"{PREFIX}_model_switches_total", "Times a worker switched the version it serves (promotion, rollback)", ["stream", "version"])
 CANDIDATE_SHARE = Gauge(f"{PREFIX}_candidate_share", "Share of entities the candidate version serves (A/B; 0: shadow only)", ["stream"])

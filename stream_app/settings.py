@@ -66,6 +66,12 @@ class MaintenanceSettings(BaseModel):
     # them costs ~74 B per machine per reading of window with the trained model's 8 sensors and
     # their trend columns (never changes predictions).
     explain_window: int = Field(16, ge=1, le=64)
+    # The state budget (stream_app/state_budget.py): at most this many machines per worker
+    # (~2.5 KB each with the trained model: 50,000 is ~125 MB), least recently seen forgotten
+    # first, and a machine silent for this long (event time) is forgotten. A forgotten machine
+    # that reports again warms up as a new one.
+    max_machines: int = Field(50_000, ge=1)
+    machine_idle_s: float = Field(30 * 86400, gt=0.0)
 
 
 class DriftSettings(BaseModel):
@@ -124,6 +130,11 @@ class DemandSettings(BaseModel):
     # How long the agent waits at start for the calendar topic to be read before forecasting.
     calendar_wait_s: float = Field(10.0, ge=0.0)
     batch_max: int = Field(500, ge=1)
+    # The state budget (stream_app/state_budget.py): at most this many SKU x market series per
+    # worker, least recently sold first, and a series without a sale for this long (event time)
+    # is forgotten. A forgotten series that sells again starts with an empty history.
+    max_series: int = Field(200_000, ge=1)
+    series_idle_s: float = Field(180 * 86400, gt=0.0)
 
 
 class SupplyChainSettings(BaseModel):
@@ -150,6 +161,12 @@ class SupplyChainSettings(BaseModel):
     # Lots not moved for this long are forgotten (memory).
     lot_retention_days: float = Field(60.0, gt=0.0)
     batch_max: int = Field(500, ge=1)
+    # The state budget (stream_app/state_budget.py): at most this many nodes in the graph,
+    # least recently active forgotten first (with their edges, routes and statistics), and a
+    # node without a transaction for this long (event time) is forgotten. A forgotten node that
+    # trades again is new to the graph.
+    max_nodes: int = Field(200_000, ge=1)
+    node_idle_s: float = Field(180 * 86400, gt=0.0)
 
 
 class TopicSetting(BaseModel):

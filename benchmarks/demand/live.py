@@ -33,7 +33,6 @@ import numpy as np
 from stream_app.features.demand import day_index
 from stream_app.scoring.demand_fallback import ResidualQuantiles
 
-PARTITION = 0
 
 
 @dataclass
@@ -112,7 +111,7 @@ def stream(registry_dir: Path, paths: dict[str, Path], heldout_end: date, calend
     previous = torch.get_num_threads()
     torch.set_num_threads(1)  # as the worker runs (stream_app/worker.py)
     try:
-        scorer.replay([(e, PARTITION) for e in decoded(paths["sales"])])
+        scorer.replay(decoded(paths["sales"]))
         held = decoded(paths["heldout"])
         started = time.perf_counter()
         rows: list[tuple[str, int, np.ndarray, np.ndarray, bool]] = []
@@ -120,7 +119,7 @@ def stream(registry_dir: Path, paths: dict[str, Path], heldout_end: date, calend
         failed: list[date] = []
         batch = settings.demand.batch_max
         for i in range(0, len(held), batch):
-            for result in scorer.score_batch([(e, PARTITION) for e in held[i:i + batch]]):
+            for result in scorer.score_batch(held[i:i + batch]):
                 outcomes[result.outcome] += 1
                 failed += result.failed_days
                 for fr in result.forecasts:

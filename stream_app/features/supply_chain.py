@@ -240,6 +240,11 @@ class RobustStats:
             stats.shift(time_shift)
         return stats
 
+    def forget_nodes(self, nodes: "set[str]") -> None:
+        """Drop the recent-value buffers of routes and edges touching these nodes."""
+        self.routes = {k: rows for k, rows in self.routes.items() if k[0] not in nodes and k[1] not in nodes}
+        self.edges = {k: rows for k, rows in self.edges.items() if k[0] not in nodes and k[1] not in nodes}
+
     def shift(self, delta: float) -> None:
         """Move the buffers' times (a snapshot re-anchored in time, see graph/state.py)."""
         for table in (self.routes, self.products, self.edges):

@@ -44,6 +44,7 @@ from typing import Any, Iterable, Optional
 import networkx as nx
 
 from schemas.supply_chain import SupplyChainTransaction, SupplyChainVerdict
+from stream_app.state_budget import EntityBudget
 
 FIRST_K = 16  # earliest event times kept per entity: counts saturate there
 # A confirmed attack implicates a source node with fewer shipments than this (a counterfeiter, a
@@ -121,6 +122,8 @@ class TransactionGraph:
         self._anchor_pending = False
         self.time_shift = 0.0  # how far a loaded snapshot was moved in time (seconds)
         self.quiet_s = _DAY  # the longest spell without transactions the history had (see anchoring)
+        # Which nodes were active last (the state budget; the scorer sets it, see forget_nodes).
+        self.budget: Optional[EntityBudget] = None
 
     # --- upkeep -----------------------------------------------------------------------------------
     def apply(self, tx: SupplyChainTransaction) -> bool:
@@ -141,6 +144,9 @@ class TransactionGraph:
             self.newest_ts = t
         g = self.g
         src, dst = tx.source_id, tx.target_id
+        if self.budget is not None:
+            self.budget.touch(src, t)
+            self.budget.touch(dst, t)
         value = tx.quantity * tx.unit_price
         for node, type_, out in ((src, tx.source_type, True), (dst, tx.target_type, False)):
             attrs = g._node.get(node)  # hot path: the attribute dict itself
@@ -244,6 +250,32 @@ class TransactionGraph:
         for lot_id in stale:
             del self.lots[lot_id]
         return len(stale)
+
+    def forget_nodes(self, nodes: Iterable[str]) -> int:
+        """Forget nodes (the state budget evicted them): the nodes, their edges, routes and
+        implication. Lots keep their custody entries until the lot itself is pruned (its
+        retention bounds them). A forgotten node that trades again is new to the graph."""
+        gone = {n for n in nodes if n in self.g._node}
+        if not gone:
+            return 0
+        self.g.remove_nodes_from(gone)
+        self.routes = {k: ts for k, ts in self.routes.items() if k[0] not in gone and k[1] not in gone}
+        for n in gone:
+            self.implicated.pop(n, None)
+        if self.budget is not None:
+            self.budget.discard(gone)
+        return len(gone)
+
+    def last_active(self) -> dict[str, float]:
+        """Each node's newest transaction time known to the graph (its edges' last shipments)."""
+        out: dict[str, float] = {}
+        for u, v, e in self.g.edges(data=True):
+            t = e["last_ts"]
+            if t > out.get(u, -_INF):
+                out[u] = t
+            if t > out.get(v, -_INF):
+                out[v] = t
+        return out
 
     # --- questions, as of a transaction's event time ---------------------------------------------------
     def node(self, node: str) -> Optional[dict[str, Any]]:
@@ -390,6 +422,8 @@ class TransactionGraph:
         self.newest_ts += delta
         self.lots_since = t
         self.time_shift = delta
+        if self.budget is not None:
+            self.budget.shift(delta)
 
 
 def replay(graph: TransactionGraph, transactions: Iterable[SupplyChainTransaction]) -> int:

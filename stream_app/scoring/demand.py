@@ -1,13 +1,21 @@
 """Demand scorer: sales events -> daily totals per SKU x market -> at each day's close a 30-day
 forecast per series, interval and forecast-shift alerts with explanations, and the live accuracy
-of earlier forecasts. No Kafka here: the agent (agents/demand.py) feeds it events with their
-partition and publishes what it returns.
+of earlier forecasts. No Kafka here: the agent (agents/demand.py) feeds it events, each with
+the event-time clock it belongs to, and publishes what it returns.
+
+Clocks
+    Days close on evidence that they are over: when the newest event time of the sales that
+    share a clock passes a day's end plus the allowed lateness, every series of that clock gets
+    its forecast, whether it sold that day or not. The agent gives the input partition as the
+    clock, because a partition is what Kafka keeps in order; the scorer knows only a number.
 
 State (why not Faust windowed tables)
     Daily totals, the duplicate check, the watermark and the recent forecasts live here, per
-    input partition, in memory (stream_app.scoring.demand_aggregation), and are rebuilt on
-    assignment by replaying the partition's retained sales (the input topic is the changelog;
-    agents/demand.py). The issue asked for Faust windowed tables; faust-streaming 0.15.3 makes
+    clock, in memory (stream_app.scoring.demand_aggregation), and are rebuilt on assignment by
+    replaying the partition's retained sales (the input topic is the changelog;
+    agents/demand.py). At most DEMAND__MAX_SERIES series are kept (least recently sold
+    forgotten first, and any without a sale for DEMAND__SERIES_IDLE_S); a forgotten series that
+    sells again starts with an empty history. The issue asked for Faust windowed tables; faust-streaming 0.15.3 makes
     them unsound for this:
     * windows expire against wall-clock time (`Collection._del_old_keys` compares window ends
       with time.time()), so event-time history older than the expiry, as replays, backfills and
@@ -62,7 +70,7 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
-from typing import Optional, Sequence
+from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
@@ -72,6 +80,7 @@ from stream_app.features.demand import HISTORY_DAYS, HORIZON_DAYS, CalendarIndex
 from stream_app.models.demand_transformer import TOTAL_WINDOWS
 from stream_app.registry import ModelRegistry, ModelVersion
 from stream_app.scoring import demand_fallback as fallback
+from stream_app.state_budget import EntityBudget
 from stream_app.scoring.demand_aggregation import DAY_S, ClosedDay, PartitionDays
 from stream_app.scoring.demand_explain import ForecastReasons, explain_model, explain_rule
 from stream_app.scoring.demand_model import LoadedDemandModel, confidence
@@ -161,6 +170,12 @@ class ForecastMemory:
             setattr(self, name, grown)
         self.capacity = new
 
+    def clear(self, slots: Sequence[int]) -> None:
+        """Forget what these slots held (their series were dropped; a new one will take them)."""
+        index = np.asarray([i for i in slots if i < self.capacity], dtype=np.int64)
+        for name, (_, _, fill) in self._spec.items():
+            getattr(self, name)[index] = fill
+
     def store(self, slots: np.ndarray, day: int, daily: np.ndarray, totals: np.ndarray, conf: np.ndarray, by_model: np.ndarray,
               generation: int = 0) -> None:
         i = day % _MEMORY
@@ -235,6 +250,7 @@ class DemandScorer:
         self.residuals = model.residuals if model else fallback.ResidualQuantiles.normal(self.horizon)
         self.calendar = CalendarIndex()
         self._parts: dict[int, _Partition] = {}
+        self.budget = EntityBudget("demand", settings.max_series, settings.series_idle_s)
         self._extra_markets = set(settings.markets)
         self._known_markets: Optional[set[str]] = None
         self._lock = threading.RLock()
@@ -276,6 +292,19 @@ class DemandScorer:
     def _rules_only(cls, settings: DemandSettings, reason: str) -> "DemandScorer":
         log.warning("demand scorer forecasts with the rule fallback only: %s", reason)
         return cls(settings, None, reason)
+
+    def rules_only(self, reason: str) -> "DemandScorer":
+        """This scorer without its model: the rule fallback forecasts every series from the
+        same daily histories, calendar and forecast memories (shared, not copied), saying
+        `reason`. Model failures at inference are already caught inside a day's close (the
+        model is dropped there and the day goes on); this is the contract's common verb."""
+        with self._lock:
+            twin = DemandScorer(self.settings, None, reason)
+            twin.history_days, twin.horizon, twin.residuals = self.history_days, self.horizon, self.residuals
+            twin.calendar, twin._parts, twin.budget = self.calendar, self._parts, self.budget
+            twin._extra_markets = self._extra_markets
+            twin.generation = self.generation + 1
+            return twin
 
     def use_model(self, model: LoadedDemandModel) -> None:
         """Serve another version from the next batch on, keeping every partition's daily
@@ -338,15 +367,61 @@ class DemandScorer:
             self._known_markets = None
             return self.calendar.update(entries)
 
-    def drop_partition(self, partition: int) -> bool:
-        """Forget a partition's state (it was revoked: another worker owns its series now)."""
+    def drop_clock(self, clock: int) -> bool:
+        """Forget a clock's state and its series (their partition was revoked: another worker
+        owns them now)."""
         with self._lock:
             if self.candidate is not None:
-                self.candidate._shadow_memory.pop(partition, None)
-            return self._parts.pop(partition, None) is not None
+                self.candidate._shadow_memory.pop(clock, None)
+            part = self._parts.pop(clock, None)
+            if part is not None:
+                self.budget.discard(list(part.days.slots))
+            return part is not None
+
+    # --- entities (series "sku/market") -------------------------------------------------------
+    @property
+    def entities(self) -> int:
+        return self.series_count()
+
+    def knows(self, series: str) -> bool:
+        return any(series in p.days.slots for p in self._parts.values())
+
+    @staticmethod
+    def entity_of(event: SalesEvent) -> str:
+        return f"{event.sku}/{event.market}"
+
+    def forget(self, series: Iterable[str]) -> int:
+        """Drop these series' daily histories and forecast memories; returns how many were
+        kept. One that sells again starts with an empty history."""
+        keys = list(series)
+        with self._lock:
+            self.budget.discard(keys)
+            return self._drop_series(set(keys))
+
+    def learn(self, truths: Sequence[object]) -> list[Optional[str]]:
+        """Demand has no separate ground truth: the sales it counts are the truth its earlier
+        forecasts are checked against, when their day closes (score_batch). Nothing to join."""
+        return [None] * len(truths)
+
+    def _drop_series(self, keys: set[str]) -> int:
+        dropped = 0
+        for partition, part in self._parts.items():
+            freed = part.days.drop(keys)
+            if freed:
+                dropped += len(freed)
+                part.memory.clear(freed)
+                shadow = self.candidate._shadow_memory.get(partition) if self.candidate is not None else None
+                if shadow is not None:
+                    shadow.clear(freed)
+        return dropped
+
+    def _evict(self) -> None:
+        due = self.budget.due()
+        if due:
+            self._drop_series(set(due))
 
     @property
-    def partitions(self) -> set[int]:
+    def clocks(self) -> set[int]:
         return set(self._parts)
 
     def series_count(self) -> int:
@@ -374,16 +449,22 @@ class DemandScorer:
                 f"known: {', '.join(sorted(known)[:30])}); add it there if it is new")
 
     # --- scoring ------------------------------------------------------------------------------
-    def score_batch(self, items: Sequence[tuple[SalesEvent, int]]) -> list[EventResult]:
-        """items: (event, input partition) in arrival order -> one result per event."""
+    def score_batch(self, events: Sequence[SalesEvent], clocks: Optional[Sequence[int]] = None) -> list[EventResult]:
+        """Events in arrival order, each with its clock (all on clock 0 when None) -> one
+        result per event."""
         with self._lock:
-            return [self._ingest(event, partition, emit=True) for event, partition in items]
+            results = [self._ingest(e, c, emit=True) for e, c in zip(events, clocks or _one_clock(events))]
+            self._evict()
+            return results
 
-    def replay(self, items: Sequence[tuple[SalesEvent, int]]) -> int:
+    def replay(self, events: Sequence[SalesEvent], clocks: Optional[Sequence[int]] = None) -> int:
         """Rebuild state from already processed events: days close without forecasts (those were
         published when the events first came). Returns the events counted."""
         with self._lock:
-            return sum(self._ingest(e, p, emit=False).outcome in ("counted", "corrected") for e, p in items)
+            counted = sum(self._ingest(e, c, emit=False).outcome in ("counted", "corrected")
+                          for e, c in zip(events, clocks or _one_clock(events)))
+            self._evict()
+            return counted
 
     def _ingest(self, event: SalesEvent, partition: int, emit: bool) -> EventResult:
         problem = self.market_problem(event.market)
@@ -396,6 +477,8 @@ class DemandScorer:
         if due:
             self._close(part, partition, due, emit, result)
         result.outcome = part.days.add(event.event_id, event.sku, event.market, ts, event.units, event.unit_price, event.promo)
+        if result.outcome in ("counted", "corrected"):
+            self.budget.touch(f"{event.sku}/{event.market}", ts)
         if result.shadow is not None:
             result.shadow.outcome = result.outcome
         if result.outcome == "too_old":
@@ -437,7 +520,7 @@ class DemandScorer:
     def _live_accuracy(self, part: _Partition, shadow_part: Optional[_Partition], closed: ClosedDay, result: EventResult) -> None:
         """Per version: the day checked against the forecasts each version made itself; with a
         candidate, only where both made one (same series, origins and horizons)."""
-        n = len(part.days.slots)
+        n = part.days.size
         part.memory.ensure(n)
         mask = part.memory.checkable(closed.slots, closed.day, self.generation)
         if shadow_part is not None and self.candidate is not None:
@@ -473,7 +556,7 @@ class DemandScorer:
 
     def _forecast(self, part: _Partition, closed: ClosedDay) -> tuple[list[ForecastResult], Accuracy]:
         s, days, memory = self.settings, part.days, part.memory
-        memory.ensure(len(days.slots))
+        memory.ensure(days.size)
         slots, day, L, H = closed.slots, closed.day, self.history_days, self.horizon
         units, price, promo, active = days.window(slots, day)
         markets = [days.markets[i] for i in slots]
@@ -667,3 +750,7 @@ class DemandScorer:
             rules=[check.rule], inputs_sha256=reasons.inputs_sha256, created_at=created,
         )
         return alert, explanation
+
+
+def _one_clock(events: Sequence[SalesEvent]) -> list[int]:
+    return [0] * len(events)

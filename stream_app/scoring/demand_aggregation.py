@@ -23,7 +23,8 @@ Late events and duplicates
                           window), so a duplicate can never count twice.
 
 Memory: `ring_days` (history window + correction window + a few) float arrays per series, plus
-the event ids of the correction window. Series are never evicted.
+the event ids of the correction window. `drop` forgets series (the scorer's state budget): their
+slots are reused by the next new series, which starts with an empty history.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from typing import Literal, Optional
 import numpy as np
 
 DAY_S = 86400
+_NEVER = np.iinfo(np.int64).max  # first_day of a dropped series' slot: no day includes it
 Outcome = Literal["counted", "corrected", "duplicate", "too_old"]
 
 
@@ -60,6 +62,8 @@ class PartitionDays:
         self.slots: dict[str, int] = {}
         self.skus: list[str] = []
         self.markets: list[str] = []
+        self.size = 0  # slots ever used (live series and free slots)
+        self._free: list[int] = []  # slots of dropped series, reused first
         self.capacity = capacity
         self.units = np.zeros((capacity, self.ring))
         self.revenue = np.zeros((capacity, self.ring))
@@ -77,16 +81,38 @@ class PartitionDays:
         key = f"{sku}/{market}"
         slot = self.slots.get(key)
         if slot is None:
-            slot = len(self.slots)
-            if slot == self.capacity:
-                self._grow()
+            if self._free:
+                slot = self._free.pop()
+                self.skus[slot], self.markets[slot] = sku, market
+                for a in (self.units, self.revenue, self.promo, self.events):
+                    a[slot] = 0
+                self.late_pending[slot] = 0
+            else:
+                slot, self.size = self.size, self.size + 1
+                if slot == self.capacity:
+                    self._grow()
+                self.skus.append(sku)
+                self.markets.append(market)
             self.slots[key] = slot
-            self.skus.append(sku)
-            self.markets.append(market)
             self.first_day[slot] = day
         elif day < self.first_day[slot]:
             self.first_day[slot] = day
         return slot
+
+    def drop(self, keys: "list[str] | set[str]") -> list[int]:
+        """Forget these series ("sku/market"); returns their slots (free for new series)."""
+        freed = [self.slots.pop(k) for k in keys if k in self.slots]
+        if not freed:
+            return []
+        index = np.array(freed, dtype=np.int64)
+        self.first_day[index] = _NEVER
+        self.late_pending[index] = 0
+        gone = set(freed)
+        for ids in self.seen.values():
+            for event_id in [e for e, slot in ids.items() if slot in gone]:
+                del ids[event_id]
+        self._free.extend(freed)
+        return freed
 
     def _grow(self) -> None:
         old, self.capacity = self.capacity, 2 * self.capacity
@@ -150,8 +176,7 @@ class PartitionDays:
         if day != self.next_close:
             raise ValueError(f"day {day} is not the oldest open day {self.next_close}")
         self._open_through(day)
-        n = len(self.slots)
-        slots = np.flatnonzero(self.first_day[:n] <= day)
+        slots = np.flatnonzero(self.first_day[: self.size] <= day)
         col = day % self.ring
         return ClosedDay(day, slots, self.units[slots, col].copy(), self.events[slots, col].copy(), self.late_pending[slots].copy())
 

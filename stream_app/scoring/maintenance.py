@@ -32,8 +32,10 @@ Per-machine choices worth knowing:
 * Explanations replay the machine's last settings.explain_window readings (fewer early in a life)
   from a float16 checkpoint of the LSTM state before them (see MachineStates): the window and
   the checkpoint shape explanations only, never predictions.
-* Machines are never evicted: state grows with the fleet (see state_bytes(), ~2.3 KB a machine
-  with the trained model and the default window).
+* State is bounded (stream_app/state_budget.py): ~2.3 KB a machine with the trained model and
+  the default window (state_bytes()), for at most settings.max_machines machines, least
+  recently seen forgotten first, and none silent for settings.machine_idle_s of event time. A
+  forgotten machine that reports again warms up as a new one.
 """
 
 from __future__ import annotations
@@ -50,10 +52,11 @@ import numpy as np
 import torch
 
 from schemas.outputs import Alert, Explanation, MaintenancePrediction, deterministic_id
-from schemas.sensor import SensorReading
+from schemas.sensor import MaintenanceOutcome, SensorReading
 from stream_app.features.maintenance import MaintenanceFeatures
 from stream_app.models.maintenance_lstm import MaintenanceLSTM
 from stream_app.registry import ModelRegistry, ModelVersion
+from stream_app.state_budget import EntityBudget
 from stream_app.scoring.confidence import EPS, Calibration, Confidence, confidence
 from stream_app.scoring.operating_point import OperatingPoint
 from stream_app.scoring.explain import (
@@ -438,6 +441,7 @@ class MaintenanceScorer:
         self._known_cols = self._n_sensors if model else len(names)
         self._sensor_names = np.array(model_sensors, dtype=object)
         self._state = MachineStates(initial_capacity, len(self.rules.sensors), model, settings.explain_window)
+        self.budget = EntityBudget("maintenance", settings.max_machines, settings.machine_idle_s)
 
     # --- loading ------------------------------------------------------------------------------
     @classmethod
@@ -554,17 +558,62 @@ class MaintenanceScorer:
         state that does not fit is skipped with a warning: that machine warms up again."""
         loaded = 0
         with self._lock:
-            for machine_id, arrays in states.items():
+            st = self._state
+            # oldest first, so that the budget keeps the most recently seen
+            for machine_id, arrays in sorted(states.items(), key=lambda kv: float(np.asarray(kv[1].get("newest_ts", -np.inf)))):
                 try:
-                    self._state.restore(machine_id, arrays)
+                    st.restore(machine_id, arrays)
                     loaded += 1
                 except (ValueError, KeyError) as exc:
                     log.warning("maintenance state of %s not restored: %s", machine_id, exc)
+                    continue
+                self.budget.touch(machine_id, float(st.newest_ts[st.slots[machine_id]]))
+            self._evict()
         return loaded
 
-    def drop_machines(self, machine_ids: Iterable[str]) -> None:
+    def forget(self, machine_ids: Iterable[str]) -> int:
+        """Drop these machines' state (their partition moved to another worker, or the budget
+        evicted them); returns how many were known. One that reports again warms up anew."""
         with self._lock:
-            self._state.drop(machine_ids)
+            return self._forget(list(machine_ids))
+
+    def _forget(self, machine_ids: list[str]) -> int:
+        known = sum(1 for m in machine_ids if m in self._state.slots)
+        self._state.drop(machine_ids)
+        self.budget.discard(machine_ids)
+        return known
+
+    def _evict(self) -> None:
+        """Hold the state budget: forget the least recently seen and the idle machines."""
+        due = self.budget.due()
+        if due:
+            self._state.drop(due)
+
+    @property
+    def entities(self) -> int:
+        return len(self._state.slots)
+
+    def knows(self, machine_id: str) -> bool:
+        return machine_id in self._state.slots
+
+    def entity_of(self, reading: SensorReading) -> str:
+        return reading.machine_id
+
+    def learn(self, outcomes: Sequence[MaintenanceOutcome]) -> list[Optional[str]]:
+        """Ground truth: a failure is joined to the machine's last alert ('alerted' when one
+        came within the horizon before it, else 'missed', also for a machine this scorer has no
+        state of); a failure or repair then starts the machine's new life. A repair gives
+        'reset', or None when the machine is unknown here or its new life began already."""
+        out: list[Optional[str]] = []
+        for o in outcomes:
+            joined: Optional[str] = None
+            if o.outcome == "failure":
+                lead = self.alert_lead_hours(o.machine_id, o.ts)
+                joined = "alerted" if lead is not None and 0.0 <= lead <= self.horizon_hours else "missed"
+            if self.reset_machine(o.machine_id, o.ts) and joined is None:
+                joined = "reset"
+            out.append(joined)
+        return out
 
     def score_batch(self, readings: Sequence[SensorReading], explain: bool = True) -> list[ScoredReading]:
         """One result per reading, in input order. `explain=False` (replaying readings whose
@@ -578,7 +627,12 @@ class MaintenanceScorer:
             for k in range(n_rounds):
                 self._round(batch, np.flatnonzero(batch.round == k) if n_rounds > 1 else np.arange(len(readings)))
             self._explain_models(batch)
-            return self._results(batch)
+            results = self._results(batch)
+            touch = self.budget.touch
+            for r, t in zip(readings, batch.ts.tolist()):
+                touch(r.machine_id, t)
+            self._evict()
+            return results
 
     # --- batch steps --------------------------------------------------------------------------
     def _prepare(self, readings: Sequence[SensorReading]) -> _Batch:

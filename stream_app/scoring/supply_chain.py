@@ -56,7 +56,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Optional, Sequence
+from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -71,6 +71,7 @@ from stream_app.graph.state import TransactionGraph, count_before
 from stream_app.models.supply_chain_gnn import SupplyChainGNN
 from stream_app.registry import ModelRegistry, ModelVersion
 from stream_app.scoring import supply_chain_rules as rules
+from stream_app.state_budget import EntityBudget
 from stream_app.scoring.supply_chain_detectors import (
     DETECTORS, FACT_DETECTORS, EdgeDetector, HSTDetector, VAEDetector, plausibility, robust_statistic,
 )
@@ -85,6 +86,7 @@ GNN_FILE, VAE_FILE, HST_FILE, GRAPH_FILE = "gnn.pt", "vae.pt", "hst_reference.np
 COLD_COVERAGE, NO_REFERENCE_COVERAGE, LOTS_UNWATCHED_COVERAGE = 0.85, 0.9, 0.95
 RULE_ALERT_CONFIDENCE = 1.0  # a fired deterministic check is a fact, not an estimate
 _PRUNE_EVERY = 20_000
+_EVICT_EVERY = 1_000  # new transactions between checks of the node budget
 _FLAG_MEMORY = 200_000  # shipments whose decision is kept for verdicts
 _TOP_FEATURES = 5
 _DAY = 86400.0
@@ -97,6 +99,19 @@ class ScoredTransaction:
     explanation: Optional[Explanation]
     # The candidate version's result for the same transaction, when one scores in shadow.
     shadow: Optional["ScoredTransaction"] = None
+
+
+def _node_budget(graph: TransactionGraph, settings: SupplyChainSettings) -> EntityBudget:
+    """The graph's state budget, knowing the nodes it already holds (a training snapshot),
+    least recently active first. Evictions come in chunks of 1 % of the budget: forgetting
+    nodes walks the route tables once per chunk."""
+    budget = EntityBudget("supply_chain", settings.max_nodes, settings.node_idle_s, slack=settings.max_nodes // 100)
+    active = graph.last_active()
+    for node in graph.g.nodes:
+        active.setdefault(node, graph.newest_ts)
+    for node, t in sorted(active.items(), key=lambda kv: kv[1]):
+        budget.touch(node, t)
+    return budget
 
 
 # --- the model artifact -------------------------------------------------------------------------
@@ -213,8 +228,11 @@ class SupplyChainScorer:
         self._unavailable = unavailable_reason
         self._lock = threading.RLock()
         self._since_prune = 0
+        self._since_evict = 0
         # shipment -> flagged, for joining verdicts (live accuracy); bounded
         self._flags: OrderedDict[str, bool] = OrderedDict()
+        if self.graph.budget is None:  # shared by every scorer on this graph (shadow, fallback)
+            self.graph.budget = _node_budget(self.graph, settings)
         self.refresher: Optional[EmbeddingRefresher] = None
         if model is not None:
             self.refresher = EmbeddingRefresher(
@@ -305,12 +323,57 @@ class SupplyChainScorer:
         return new
 
     def _after_apply(self, new: int) -> None:
+        self._since_evict += new
+        if self._since_evict >= _EVICT_EVERY:
+            self._since_evict = 0
+            self._evict()
         self._since_prune += new
         if self._since_prune >= _PRUNE_EVERY:
             self._since_prune = 0
             self.graph.prune_lots(self.settings.lot_retention_days * _DAY)
         if self.refresher is not None:
             self.refresher.maybe_refresh(self.graph)
+
+    # --- entities (graph nodes) ----------------------------------------------------------------------
+    def _evict(self) -> None:
+        """Hold the state budget: forget the least recently active and the idle nodes."""
+        budget = self.graph.budget
+        due = budget.due() if budget is not None else []
+        if due:
+            self._forget(due)
+
+    def _forget(self, nodes: Sequence[str]) -> int:
+        gone = set(nodes)
+        n = self.graph.forget_nodes(gone)
+        self.stats.forget_nodes(gone)
+        return n
+
+    def forget(self, nodes: Iterable[str]) -> int:
+        """Forget these nodes of the graph (with their edges, routes and statistics); returns
+        how many it held. One that trades again is new to the graph."""
+        with self._lock:
+            return self._forget(list(nodes))
+
+    @property
+    def entities(self) -> int:
+        return self.graph.nodes
+
+    @property
+    def budget(self) -> Optional[EntityBudget]:
+        return self.graph.budget
+
+    def knows(self, node: str) -> bool:
+        return self.graph.node(node) is not None
+
+    @staticmethod
+    def entity_of(tx: SupplyChainTransaction) -> str:
+        return tx.source_id
+
+    def learn(self, verdicts: Sequence[SupplyChainVerdict]) -> list[Optional[str]]:
+        """Ground truth: each verdict joined to this scorer's decision on its shipment
+        (join_verdict), None for a shipment it did not score. Implicating confirmed attackers in
+        the graph is the graph follower's (observe_verdicts): every worker's graph needs it."""
+        return [self.join_verdict(v) for v in verdicts]
 
     # --- scoring -----------------------------------------------------------------------------------
     def assess(self, transactions: Sequence[SupplyChainTransaction]) -> Assessment:

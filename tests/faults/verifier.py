@@ -178,7 +178,7 @@ def demand_reference(model_dir: Path, records: Sequence[RawRecord], topic: str =
         waiting: dict[str, list[tuple[str, Position]]] = {}  # series -> (day, position) not answered yet
         for event, origin in zip(intake.events, intake.origin):
             position = (partition, origin.offset)
-            [result] = scorer.score_batch([(event, partition)])
+            [result] = scorer.score_batch([event], [partition])
             # Days this sale closed: their forecasts answer the earlier sales of those days (a
             # sale never closes its own day), and late or resent ones of the series.
             for fr in result.forecasts:

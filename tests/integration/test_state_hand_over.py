@@ -18,7 +18,7 @@ from agents.maintenance import drift_values
 from agents.maintenance_state import MARKER_KEY, MachineStateKeeper
 from schemas import SensorReading
 from stream_app.intake import RawMessage
-from stream_app.kafka_io import encode_json, ensure_topics
+from stream_app.kafka_io import encode_json, ensure_topics, read_partition_latest
 from stream_app.registry import ModelRegistry
 from stream_app.scoring.maintenance import MaintenanceScorer
 from stream_app.settings import DriftSettings, Settings
@@ -306,3 +306,51 @@ def test_a_snapshot_cut_short_before_its_marker_leaves_the_drift_detectors_exact
     assert not unanswered, f"the new owner skipped readings past every snapshot: offsets {unanswered[:10]}"
     drifted = _drift_differences(new, drift)
     assert not drifted, drifted[:10]
+
+
+async def _budget_hand_over(bootstrap: str, model_dir: Path) -> tuple[_Worker, _Worker, set[str], dict[bytes, bytes]]:
+    """The old owner snapshots its partition with every machine, then its budget shrinks to
+    three: the next snapshot must delete the forgotten machines from `maintenance-state`, so
+    the new owner restores three machines, not every machine the partition ever had."""
+    settings = Settings(kafka_bootstrap_servers=bootstrap, drift=DRIFT)
+    await ensure_topics(bootstrap, ["sensor-readings", "maintenance-state"], PARTITIONS, compacted=["maintenance-state"])
+    messages = (await _produce(bootstrap, FleetSimulator(FleetConfig(n_machines=16, seed=9)).live_readings(3_000)))[0]
+    old = _Worker(settings, model_dir, restore=True)
+    aio = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await aio.start()
+    try:
+        n = len(messages)
+
+        async def feed(worker: _Worker, lo: int, hi: int) -> None:
+            for i in range(lo, hi, 250):
+                await worker.batch(messages[i : min(i + 250, hi)])
+
+        async def snapshot() -> None:
+            old.keeper._last_partition = -1
+            await old.keeper.snapshot(old.scorer, _Producer(aio))
+            await old.keeper.written()
+
+        await feed(old, 0, n // 3)
+        await snapshot()
+        everyone = set(old.keeper.members[0])
+        old.scorer.budget.max_entities = 3
+        await feed(old, n // 3, 2 * n // 3)
+        await snapshot()
+        kept = {m for m in everyone | set(old.keeper.members[0]) if old.scorer.knows(m)}
+        stored = await read_partition_latest(settings, "maintenance-state", 0)
+        new = _Worker(settings.model_copy(update={"maintenance": settings.maintenance.model_copy(update={"max_machines": 3})}),
+                      model_dir, restore=True)
+        await feed(new, 2 * n // 3, n)
+    finally:
+        await aio.stop()
+    assert len(everyone) > 3
+    return old, new, kept, stored
+
+
+def test_machines_the_budget_forgot_leave_the_state_topic(broker, trained_model_dir: Path) -> None:
+    old, new, kept, stored = asyncio.run(_budget_hand_over(broker.bootstrap, trained_model_dir))
+    machines = {k.decode() for k in stored if not k.startswith(b"\x00")}
+    assert machines == kept and len(kept) == 3, (machines, kept)
+    assert old.scorer.budget.evicted["budget"] > 0
+    assert not old.keeper.tombstones[0] and set(old.keeper.members[0]) == kept
+    assert new.scorer.entities <= 3

@@ -39,7 +39,7 @@ def _days(levels: dict[int, float], sku: str = "bk-1", market: str = "DE", start
 def _run(scorer: DemandScorer, events: list[SalesEvent], partition: int = 0, batch: int = 50) -> list[EventResult]:
     results = []
     for i in range(0, len(events), batch):
-        results += scorer.score_batch([(e, partition) for e in events[i : i + batch]])
+        results += scorer.score_batch(events[i : i + batch], [partition] * len(events[i : i + batch]))
     return results
 
 
@@ -140,14 +140,14 @@ def test_state_rebuilt_by_replay_gives_the_same_forecasts() -> None:
     live = _rules()
     expected = {f.forecast.forecast_id: f.forecast for f in _forecasts(_run(live, events))}
     restarted = _rules()
-    restarted.replay([(e, 0) for e in events[:250]])
+    restarted.replay(events[:250])
     again = {f.forecast.forecast_id: f.forecast for f in _forecasts(_run(restarted, events[250:]))}
     assert again and set(again) <= set(expected)
     for fid, f in again.items():
         ref = expected[fid]
         assert (f.units, f.events_counted, f.history_days, f.late_events) == (ref.units, ref.events_counted, ref.history_days, ref.late_events)
         assert [h.p50 for h in f.horizon] == [h.p50 for h in ref.horizon]
-    assert restarted.drop_partition(0) and not restarted.partitions
+    assert restarted.drop_clock(0) and not restarted.clocks
 
 
 def test_the_model_decides_after_two_weeks_and_explains_its_alerts_from_attention() -> None:

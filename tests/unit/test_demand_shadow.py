@@ -85,7 +85,7 @@ def _batches(items: list[Any], size: int = 40) -> list[list[Any]]:
 async def _score(handle: DemandHandle, batches: list[list[tuple[SalesEvent, int]]]) -> list[EventResult]:
     results: list[EventResult] = []
     for batch in batches:
-        results += await handle.run(handle.score_batch, batch)
+        results += await handle.run(handle.score_batch, [e for e, _ in batch], [c for _, c in batch])
     return results
 
 
@@ -150,9 +150,9 @@ def test_a_candidate_in_shadow_leaves_the_served_forecasts_unchanged(registry: M
     assert not any(fr.alerts or fr.explanations for fr in shadow_results)
     assert any(fr.would_alert for fr in shadow_results)
     # Shared, not copied: the shadow holds no daily totals, only its forecast memory.
-    assert handle.shadow is not None and handle.shadow.series_count() == 0 and not handle.shadow.partitions
+    assert handle.shadow is not None and handle.shadow.series_count() == 0 and not handle.shadow.clocks
     assert handle.serving is not None and handle.serving.series_count() == len(SKUS)
-    assert set(handle.shadow._shadow_memory) == handle.serving.partitions == {0, 1}
+    assert set(handle.shadow._shadow_memory) == handle.serving.clocks == {0, 1}
 
 
 def test_shadow_forecasts_are_published_tagged_and_never_alert(registry: ModelRegistry) -> None:
@@ -343,7 +343,7 @@ def test_a_revoked_partition_drops_the_candidates_forecast_memory_too(registry: 
     before, after = asyncio.run(scenario())
     handle.executor.shutdown()
     assert before == {0, 1} and after == {0}
-    assert handle.serving is not None and handle.serving.partitions == {0}
+    assert handle.serving is not None and handle.serving.clocks == {0}
 
 
 def test_the_demand_gate_compares_live_wape_and_pinball_once_enough_days_are_realised(tmp_path: Path) -> None:

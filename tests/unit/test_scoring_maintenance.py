@@ -651,7 +651,7 @@ def test_dropped_machines_free_their_slots_and_start_cold(registry):
     scorer = _scorer(registry, initial_capacity=4)
     batch = [_reading(f"M{k}", 0, **_healthy()) for k in range(4)]
     scorer.score_batch(batch)
-    scorer.drop_machines(["M0", "M1"])
+    scorer.forget(["M0", "M1"])
     assert scorer.machines == 2 and scorer.export_machines(["M0"]) == {}
     scorer.score_batch([_reading("N0", 0, **_healthy()), _reading("N1", 0, **_healthy())])
     assert scorer._state.capacity == 4  # the freed slots were reused
