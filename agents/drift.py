@@ -22,6 +22,7 @@ from stream_app.intake import RawMessage
 from schemas import DriftEvent
 from stream_app import metrics
 from stream_app.drift import DriftConfig, DriftMonitor
+from stream_app.drift_snapshot import ForgedSnapshot
 from stream_app.kafka_io import read_partition_latest
 from stream_app.settings import DriftSettings, Settings
 
@@ -105,7 +106,7 @@ class DriftTracker(Generic[E, R]):
             try:
                 snapshot = await store.load(self._key(partition), partition)
                 if snapshot:
-                    self.monitors[partition] = DriftMonitor.loads(snapshot)
+                    self.monitors[partition] = self._loads(snapshot)
                     log.info("%s drift detectors of partition %s restored", self.stream, partition)
             except Exception:  # a missing or bad snapshot costs a new reference, not the worker
                 log.warning("%s drift snapshot of partition %s unusable; starting afresh", self.stream, partition,
@@ -118,8 +119,16 @@ class DriftTracker(Generic[E, R]):
 
     def load(self, partition: Optional[int], snapshot: bytes, offset: int) -> None:
         """Detectors that already include the partition's events below `offset`."""
-        self.monitors[partition] = DriftMonitor.loads(snapshot)
+        self.monitors[partition] = self._loads(snapshot)
         self.fed_from[partition] = offset
+
+    def _loads(self, snapshot: bytes) -> DriftMonitor:
+        """A snapshot read from a topic; one the product did not write is counted, and raises."""
+        try:
+            return DriftMonitor.loads(snapshot)
+        except ForgedSnapshot:
+            metrics.STATE_REFUSED.labels(self.stream, "drift").inc()
+            raise
 
     def dumps(self, partition: Optional[int]) -> Optional[bytes]:
         """In the inference thread."""

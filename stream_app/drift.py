@@ -11,14 +11,12 @@ least `min_effect` reference standard deviations, the reference being the first
 weather and machines ageing; ADWIN alone would flag those.
 
 Pure computation: no Kafka, no Faust. Agents call `observe` in the inference thread, publish what
-it returns and snapshot the monitor (`dumps`/`loads`) into a Faust table.
+it returns and snapshot the monitor as plain data (`dumps`/`loads`, stream_app/drift_snapshot.py).
 """
 
 from __future__ import annotations
 
-import io
 import math
-import pickle
 import random
 import statistics
 import warnings
@@ -32,6 +30,7 @@ from river import drift as river_drift
 from scipy import stats
 
 from schemas import DriftEvent, deterministic_id
+from stream_app import drift_snapshot
 
 # Features beyond this many per monitor are ignored: gateways may send arbitrary sensor names,
 # and memory per partition must stay bounded.
@@ -278,27 +277,11 @@ class DriftMonitor:
         }
 
     def dumps(self) -> bytes:
-        return pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
+        """Plain data (stream_app/drift_snapshot.py): snapshots travel through Kafka topics."""
+        return drift_snapshot.dumps(self)
 
     @staticmethod
     def loads(data: bytes) -> "DriftMonitor":
-        """Snapshots travel through Kafka topics: only the detector classes may be rebuilt from
-        one, so a forged record cannot make a worker run code."""
-        monitor = _SnapshotUnpickler(io.BytesIO(data)).load()
-        if not isinstance(monitor, DriftMonitor):
-            raise TypeError("not a drift monitor snapshot")
-        return monitor
-
-
-_SNAPSHOT_CLASSES = {
-    ("river.drift.adwin", "ADWIN"), ("river._river_rust.drift", "AdaptiveWindowing"),
-    ("stream_app.drift", "DriftConfig"), ("stream_app.drift", "DriftMonitor"),
-    ("stream_app.drift", "FeatureDrift"), ("stream_app.drift", "_Reference"), ("stream_app.drift", "WindowKS"),
-}
-
-
-class _SnapshotUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) not in _SNAPSHOT_CLASSES:
-            raise pickle.UnpicklingError(f"{module}.{name} is not part of a drift snapshot")
-        return super().find_class(module, name)
+        """A snapshot `dumps` wrote; anything else raises drift_snapshot.ForgedSnapshot (no
+        record can make a worker run code or load a detector in an impossible state)."""
+        return drift_snapshot.loads(data)
