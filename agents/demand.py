@@ -48,7 +48,8 @@ import numpy as np
 from stream_app.kafka_io import read_range, side_consumer
 from stream_app.intake import RawMessage, decode_batch, limits_from_settings
 from agents.drift import DriftSnapshots, DriftTracker
-from agents.pipeline import Output, StreamPipeline
+from agents.pipeline import Output, StreamPipeline, alert_chain
+from stream_app.audit.chain import AlertChain
 from agents.publish import Outbox, take_in
 from agents.shared_scorer import LiveCounts, SharedScorer
 from schemas import CalendarEntry, SalesEvent
@@ -364,7 +365,8 @@ def drift_values(pairs: Sequence[tuple[SalesEvent, RawMessage]], results: Sequen
 
 
 def pipeline(
-    settings: Settings, scorer: DemandScorer, handle: DemandHandle, outbox: Outbox, drift_snapshots: Optional[DriftSnapshots] = None
+    settings: Settings, scorer: DemandScorer, handle: DemandHandle, outbox: Outbox, drift_snapshots: Optional[DriftSnapshots] = None,
+    audit: Optional[AlertChain] = None,
 ) -> StreamPipeline[Any, Scored]:
     def score(pairs: list[tuple[SalesEvent, RawMessage]]) -> list[Scored]:
         # The served scorer stays one object across switches (use_model, adopt); `scorer` is it,
@@ -377,7 +379,8 @@ def pipeline(
     drift = None
     if settings.drift.enabled:
         drift = DriftTracker(STREAM, settings.drift, drift_values, ("forecast_7d_p50", "confidence"), drift_snapshots)
-    return _PartitionedPipeline(STREAM, SalesEvent, settings, score, outputs(settings, handle), outbox, handle.executor, drift)
+    return _PartitionedPipeline(STREAM, SalesEvent, settings, score, outputs(settings, handle), outbox, handle.executor, drift,
+                                audit=audit)
 
 
 def register(app: Any, settings: Settings, registry: ModelRegistry, drift_snapshots: Optional[DriftSnapshots] = None) -> DemandHandle:
@@ -400,13 +403,14 @@ def register(app: Any, settings: Settings, registry: ModelRegistry, drift_snapsh
         await handle.revoked({tp.partition for tp in revoked if tp.topic == topics.sales_events})
 
     inbox = app.inbox(topics.sales_events)
+    chain = alert_chain(app, settings, STREAM, topics.sales_events)
 
     # Records come a whole fetch at a time through the inbox (stream_app/fetched.py).
     @app.agent(sales, name="demand-forecaster", concurrency=1)
     async def forecast_demand(_stream: Any) -> None:
         scorer = await handle.get()
         await handle.calendar_ready()
-        run = pipeline(settings, scorer, handle, Outbox(app.producer), drift_snapshots)
+        run = pipeline(settings, scorer, handle, Outbox(app.producer), drift_snapshots, chain)
         while True:
             async with inbox.batch(conf.batch_max) as messages:
                 await handle.ensure_warm(messages, inbox.next_offsets())

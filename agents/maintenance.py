@@ -14,7 +14,8 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 from agents.drift import DriftSnapshots, DriftTracker
 from stream_app.intake import RawMessage
 from agents.maintenance_state import MachineStateKeeper
-from agents.pipeline import Output, StreamPipeline, answers_in_arrays
+from agents.pipeline import Output, StreamPipeline, alert_chain, answers_in_arrays
+from stream_app.audit.chain import AlertChain
 from agents.publish import Outbox, take_in
 from agents.shared_scorer import SharedScorer
 from schemas import MaintenanceOutcome, SensorReading
@@ -109,6 +110,7 @@ def pipeline(
     drift_snapshots: Optional[DriftSnapshots] = None,
     fallback: Optional[Callable[[Exception], Callable[[list[SensorReading]], list[ScoredReading]]]] = None,
     keeper: Optional[MachineStateKeeper] = None,
+    audit: Optional[AlertChain] = None,
 ) -> StreamPipeline[SensorReading, ScoredReading]:
     drift = None
     if settings.drift.enabled:
@@ -119,7 +121,7 @@ def pipeline(
         if keeper is not None:
             keeper.drift = drift
     args = (STREAM, SensorReading, settings, score, outputs(settings), outbox, executor, drift, fallback,
-            answers_in_arrays(settings, "sensor_readings"))
+            answers_in_arrays(settings, "sensor_readings"), audit)
     return StreamPipeline(*args) if keeper is None else _StatefulPipeline(keeper, *args)
 
 
@@ -174,6 +176,7 @@ def register(
     metrics.ALERT_LEAD_HOURS.labels(STREAM)
 
     inbox = app.inbox(topics.sensor_readings)
+    chain = alert_chain(app, settings, STREAM, topics.sensor_readings)
 
     # The agent subscribes the topic; its records come a whole fetch at a time through the inbox
     # (stream_app/fetched.py), not through the Faust stream. concurrency=1: one batch at a time.
@@ -182,7 +185,7 @@ def register(
         keeper = handle.keeper
         await handle.get()
         run = pipeline(settings, handle.score_batch, Outbox(app.producer), handle.executor, drift_snapshots,
-                       handle.fall_back, keeper)
+                       handle.fall_back, keeper, chain)
         while True:
             async with inbox.batch(conf.batch_max) as messages:
                 await keeper.ensure_warm(await handle.get(), messages, inbox.next_offsets())

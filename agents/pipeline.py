@@ -10,20 +10,24 @@ of the batch was acknowledged: at-least-once, never at-most-once.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
 import time
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Callable, Generic, Iterable, Iterator, Mapping, Optional, Sequence, TypeVar
+from functools import partial
+from typing import Any, Callable, Generic, Iterable, Iterator, Mapping, Optional, Sequence, TypeVar
 
 from agents.drift import DriftTracker
 from stream_app.intake import RawMessage
 from agents.publish import Outbox, Outgoing, take_in
-from schemas import Alert, DriftEvent, OutputMessage
+from schemas import Alert, DriftEvent, Explanation, OutputMessage
 from schemas.outputs import InputRef, digest
 from schemas.common import InputEvent
 from stream_app import metrics
+from stream_app.audit.chain import AlertChain
+from stream_app.audit.topic import read_tail
 from stream_app.deadletter import build_dead_letter
 from stream_app.decoding import DecodeFailure
 from stream_app.settings import Settings
@@ -78,6 +82,20 @@ def with_inputs(alert: Alert, sources: Mapping[Optional[str], RawMessage]) -> Al
     return alert.model_copy(update={"inputs": refs}) if refs else alert
 
 
+def alert_chain(app: Any, settings: Settings, stream: str, input_topic: str) -> Optional[AlertChain]:
+    """The stream's alert chains (AUDIT_ALERTS), their heads read again when the input
+    partition comes back after a revocation (another worker may have linked alerts meanwhile)."""
+    if not settings.audit_alerts:
+        return None
+    chain = AlertChain(stream, partial(read_tail, settings))
+
+    @app.on_partitions_revoked.connect
+    async def forget_revoked_chain_heads(_app: Any, revoked: set[Any], **_: Any) -> None:
+        chain.forget({tp.partition for tp in revoked if tp.topic == input_topic})
+
+    return chain
+
+
 class StreamPipeline(Generic[E, R]):
     def __init__(
         self,
@@ -91,10 +109,12 @@ class StreamPipeline(Generic[E, R]):
         drift: Optional[DriftTracker[E, R]] = None,
         fallback: Optional[Callable[[Exception], Callable[[list[E]], list[R]]]] = None,
         answer_arrays: bool = False,
+        audit: Optional[AlertChain] = None,
     ) -> None:
         """`fallback(exc)`: when scoring raises, the scoring function to use from then on (the
         stream's rules without its model); without one, or if it fails too, the batch's input
-        becomes dead letters. Either way the agent carries on."""
+        becomes dead letters. Either way the agent carries on. `audit`: the stream's alert
+        chains; each alert and its explanation get their link, published in the same batch."""
         self.stream = stream
         self.event_model = event_model
         self.settings = settings
@@ -107,6 +127,8 @@ class StreamPipeline(Generic[E, R]):
         self.outputs = outputs
         self.outbox = outbox
         self.executor = executor
+        self.audit = audit
+        self.audit_topic = settings.topics.alert_audit
         self.latency = metrics.LATENCY_SECONDS.labels(stream)
         metrics.SCORER_FALLBACKS.labels(stream)  # a series at 0 from the start: no fallback yet
 
@@ -120,6 +142,8 @@ class StreamPipeline(Generic[E, R]):
         except Exception as exc:
             log.exception("%s failed to process a batch of %d messages; dead-lettering them", self.stream, len(messages))
             self.outbox.discard()
+            if self.audit is not None:  # which links reached the topic is unknown: read the heads again
+                self.audit.forget({m.partition for m in messages})
             await self._dead_letter_messages(messages, PROCESSING_FAILED, f"processing raised {type(exc).__name__}: {exc}")
             await self.outbox.flush()
 
@@ -156,13 +180,17 @@ class StreamPipeline(Generic[E, R]):
     ) -> None:
         results, drifts = await self._score(events, origin)
         outgoing: list[Outgoing] = [(self.drift_topic, f"{d.stream}:{d.feature}", d) for d in drifts]
+        produced = [list(self.outputs(result)) for result in results]
+        if self.audit is not None:
+            outgoing += await self._link_alerts(produced, origin, sources)
         # per gateway message answered by one array: (topic, its key, the answers in order)
         arrays: dict[tuple[Optional[int], Optional[int]], tuple[str, Optional[bytes], list[OutputMessage]]] = {}
-        for result in results:
-            for out in self.outputs(result):
+        for outs in produced:
+            for out in outs:
                 message = out.message
                 if isinstance(message, Alert):
-                    message = with_inputs(message, sources)
+                    if self.audit is None:
+                        message = with_inputs(message, sources)
                     metrics.ALERTS.labels(message.kind, message.severity, message.decision_source).inc()
                 if out.answer and self.answer_arrays:
                     source = sources.get(getattr(message, "event_id", None))
@@ -172,6 +200,38 @@ class StreamPipeline(Generic[E, R]):
                 outgoing.append((out.topic, out.key, message))
         outgoing.extend(arrays.values())
         await self.outbox.send_many(outgoing)
+
+    async def _link_alerts(self, produced: list[list[Output]], origin: Sequence[RawMessage],
+                           sources: Mapping[Optional[str], RawMessage]) -> list[Outgoing]:
+        """Give each alert (with its input references) and its explanation the next link of the
+        chain of the input partition that raised it; returns the links' audit records."""
+        aligned = len(produced) == len(origin)  # one result per event (not when a keeper skipped some)
+        todo: list[tuple[int, int, Optional[int]]] = []
+        for i, outs in enumerate(produced):
+            for j, out in enumerate(outs):
+                if isinstance(out.message, Alert):
+                    alert = with_inputs(out.message, sources)
+                    outs[j] = dataclasses.replace(out, message=alert)
+                    known = [sources[e] for e in alert.event_ids if e in sources]
+                    partition = known[-1].partition if known else (origin[i].partition if aligned else None)
+                    todo.append((i, j, partition))
+        if not todo:
+            return []
+        assert self.audit is not None
+        await self.audit.ensure({p for _, _, p in todo})
+        records: list[Outgoing] = []
+        for i, j, partition in todo:
+            outs = produced[i]
+            alert = outs[j].message
+            assert isinstance(alert, Alert)
+            k = next((n for n, o in enumerate(outs) if isinstance(o.message, Explanation)
+                      and o.message.alert_id == alert.alert_id), None)
+            linked, explained, record = self.audit.link(partition, alert, outs[k].message if k is not None else None)
+            outs[j] = dataclasses.replace(outs[j], message=linked)
+            if k is not None and explained is not None:
+                outs[k] = dataclasses.replace(outs[k], message=explained)
+            records.append((self.audit_topic, record.chain, record))
+        return records
 
     def _score_and_observe(self, events: list[E], origin: list[RawMessage]) -> tuple[list[R], list[DriftEvent]]:
         """In the inference thread: score, then feed the drift detectors (never failing the batch)."""

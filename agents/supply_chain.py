@@ -22,7 +22,8 @@ from agents.drift import DriftSnapshots, DriftTracker
 from stream_app.kafka_io import side_consumer
 from stream_app.decoding import Limits, decode_message
 from stream_app.intake import RawMessage, limits_from_settings
-from agents.pipeline import Output, StreamPipeline, answers_in_arrays
+from agents.pipeline import Output, StreamPipeline, alert_chain, answers_in_arrays
+from stream_app.audit.chain import AlertChain
 from agents.publish import Outbox, take_in
 from agents.shared_scorer import SharedScorer
 from schemas import SupplyChainTransaction, SupplyChainVerdict
@@ -202,13 +203,14 @@ def pipeline(
     executor: Any,
     drift_snapshots: Optional[DriftSnapshots] = None,
     fallback: Optional[Callable[[Exception], Score]] = None,
+    audit: Optional[AlertChain] = None,
 ) -> StreamPipeline[SupplyChainTransaction, ScoredTransaction]:
     drift = None
     if settings.drift.enabled:
         drift = DriftTracker(STREAM, settings.drift, drift_values, ("score", "confidence"), drift_snapshots)
     return StreamPipeline(
         STREAM, SupplyChainTransaction, settings, score, outputs(settings), outbox, executor, drift, fallback,
-        answers_in_arrays(settings, "supply_chain_transactions"),
+        answers_in_arrays(settings, "supply_chain_transactions"), audit,
     )
 
 
@@ -262,12 +264,14 @@ def register(
             await follower.run()
 
     inbox = app.inbox(topics.supply_chain_transactions)
+    chain = alert_chain(app, settings, STREAM, topics.supply_chain_transactions)
 
     # Records come a whole fetch at a time through the inbox (stream_app/fetched.py).
     @app.agent(transactions, name="supply-chain-scorer", concurrency=1)
     async def score_transactions(_stream: Any) -> None:
         await handle.get()
-        run = pipeline(settings, handle.score_batch, Outbox(app.producer), handle.executor, drift_snapshots, handle.fall_back)
+        run = pipeline(settings, handle.score_batch, Outbox(app.producer), handle.executor, drift_snapshots, handle.fall_back,
+                       chain)
         while True:
             async with inbox.batch(conf.batch_max) as messages:
                 if follower is not None:

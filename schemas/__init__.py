@@ -4,6 +4,8 @@
 from schemas.common import InputEvent, OutputMessage, OutputPart
 from schemas.outputs import (
     Alert,
+    AuditRecord,
+    ChainLink,
     Contribution,
     Counterfactual,
     DeadLetter,
@@ -32,6 +34,7 @@ MESSAGES = {
     "demand-forecast": DemandForecast,
     "alert": Alert,
     "explanation": Explanation,
+    "audit-record": AuditRecord,
     "dead-letter": DeadLetter,
     "drift-event": DriftEvent,
 }
@@ -48,6 +51,8 @@ __all__ = [
     "GATEWAY_BATCHES",
     "MESSAGES",
     "Alert",
+    "AuditRecord",
+    "ChainLink",
     "CalendarEntry",
     "Contribution",
     "Counterfactual",

@@ -72,6 +72,30 @@ class InputRef(OutputPart):
     sha256: str
 
 
+class ChainLink(OutputPart):
+    """Where an alert stands in its tamper-evident chain (stream_app/audit): the chain (the
+    stream and input partition that raised it), its place, the previous link's hash and its
+    own, which covers the alert and its explanation (without their wall-clock `created_at`)."""
+
+    chain: str
+    seq: int = Field(ge=1)
+    prev: str
+    hash: str
+
+
+class AuditRecord(OutputMessage):
+    """One link of an alert chain, on the `alert-audit` topic (keyed by the chain): what the
+    alert and its explanation hashed to when published."""
+
+    chain: str
+    seq: int = Field(ge=1)
+    prev: str
+    hash: str
+    alert_id: str
+    alert_sha256: str
+    explanation_sha256: Optional[str] = None
+
+
 class Alert(OutputMessage):
     alert_id: str
     kind: str
@@ -89,6 +113,7 @@ class Alert(OutputMessage):
     explanation: str
     # The input messages of `event_ids` that were in the scored batch (audit trail).
     inputs: list[InputRef] = Field(default_factory=list)
+    chain: Optional[ChainLink] = None  # set when published
 
 
 class Contribution(OutputPart):
@@ -138,6 +163,7 @@ class Explanation(OutputMessage):
     rules: list[RuleCheck] = Field(default_factory=list)
     inputs_sha256: str
     created_at: datetime
+    chain: Optional[ChainLink] = None  # its alert's link, set when published
 
 
 class DeadLetter(OutputMessage):

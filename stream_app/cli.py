@@ -12,7 +12,7 @@ from typing import Optional, Sequence
 
 from pydantic import ValidationError
 
-from stream_app import dead_letters_cli, models_cli, topics_cli
+from stream_app import audit_cli, dead_letters_cli, models_cli, topics_cli
 from stream_app.settings import Settings, get_settings
 from stream_app.setup_error import SetupError
 
@@ -213,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=topics_cli.run)
 
     dead_letters_cli.add_parser(sub)
+    audit_cli.add_parser(sub)
 
     p = sub.add_parser("models", help="list, show, promote, roll back model versions; their history")
     models_cli.add_arguments(p)

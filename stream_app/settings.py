@@ -38,6 +38,9 @@ class Topics(BaseModel):
     # the drift detectors of the streams without one.
     maintenance_state: str = "maintenance-state"
     drift_state: str = "drift-state"
+    # The alert chains' links (stream_app/audit): what `stream-app audit verify` checks alerts
+    # and explanations against. Keep it as long as the alerts.
+    alert_audit: str = "alert-audit"
 
 
 class MaintenanceSettings(BaseModel):
@@ -234,6 +237,9 @@ class Settings(BaseSettings):
     # another container or pod); 127.0.0.1 keeps them on the host, "::" serves IPv6 too.
     metrics_bind_address: str = "0.0.0.0"
     # Bad-input limits.
+    # Alerts and explanations carry a link of a tamper-evident chain, written to the
+    # alert-audit topic (stream_app/audit; `stream-app audit verify` checks them).
+    audit_alerts: bool = True
     max_message_bytes: int = Field(1_000_000, ge=1024)
     max_events_per_message: int = Field(10_000, ge=1)
     max_future_skew_s: float = Field(7 * 86400, ge=0.0)

@@ -4,6 +4,7 @@ detectors exactly, and a record the product did not write is refused, never run 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, Callable
 
 import numpy as np
@@ -82,7 +83,7 @@ FORGED = {
     "a bucket row of the wrong length": _edit(lambda d: _adwin(d)["buckets"][1][1].append(0.0)),
     "too many bucket levels": _edit(lambda d: _adwin(d).__setitem__("buckets", _adwin(d)["buckets"] * 20)),
     "a clock of zero": _edit(lambda d: _adwin(d)["params"].__setitem__(1, 0)),
-    "an infinite total": _edit(lambda d: _adwin(d)["sums"].__setitem__(0, 1e400)),
+    "an infinite width": _edit(lambda d: _adwin(d)["sums"].__setitem__(2, 1e400)),
     "a string for a count": _edit(lambda d: d["features"]["p"].__setitem__("seen", "many")),
     "a kswin window longer than its size": _edit(lambda d: d["features"]["p"]["kswin"]["window"].extend([0.5] * 500)),
     "too many features": _edit(lambda d: d["features"].update({f"f{i}": d["features"]["temp"] for i in range(80)})),
@@ -95,6 +96,15 @@ FORGED = {
 def test_a_forged_record_is_refused(blob: bytes) -> None:
     with pytest.raises(ForgedSnapshot):
         DriftMonitor.loads(blob)
+
+
+def test_a_monitor_whose_sums_overflowed_still_travels() -> None:
+    """Huge finite inputs (a gateway sending 1e308) overflow the detectors' sums to infinity:
+    the snapshot still writes and reads back."""
+    monitor = DriftMonitor("maintenance", 0, CONFIG)
+    monitor.observe({"x": [1e308] * 40 + [1.0] * 40})
+    restored = DriftMonitor.loads(monitor.dumps())
+    assert restored.features["x"].seen == 80 and math.isinf(restored.features["x"].reference.m2)
 
 
 def test_the_tracker_counts_each_refused_record() -> None:
