@@ -85,7 +85,8 @@ def adwin_doc(adwin: river_drift.ADWIN) -> dict[str, Any]:
     counters = [r.i32() for _ in range(4)]
     buckets = []
     for _ in range(r.u64()):
-        _max_size, current = r.u64(), r.u64()
+        r.u64()  # the level's capacity: max_buckets, written back from params
+        current = r.u64()
         totals = [r.f64() for _ in range(r.u64())]
         variances = [r.f64() for _ in range(r.u64())]
         buckets.append([current, totals, variances])

@@ -70,6 +70,7 @@ class EntityBudget:
         """The entities to forget now, least recently seen first; they are no longer tracked
         and are counted as evictions. The caller drops their state."""
         if not self.limited or not self._seen:
+            metrics.STATE_ENTITIES.labels(self.stream).set(len(self._seen))
             return []
         out: list[str] = []
         seen = self._seen
@@ -88,6 +89,7 @@ class EntityBudget:
                 del seen[entity]
                 out.append(entity)
             self._count("budget", over)
+        metrics.STATE_ENTITIES.labels(self.stream).set(len(seen))
         return out
 
     def shift(self, delta: float) -> None:

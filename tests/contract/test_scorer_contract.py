@@ -26,6 +26,7 @@ from stream_app.scoring.maintenance import MaintenanceScorer
 from stream_app.scoring.supply_chain import SupplyChainScorer
 from stream_app.settings import DemandSettings, MaintenanceSettings, SupplyChainSettings
 from tests.golden import harness
+from tests.golden.compare import close_differences
 
 WALL_CLOCK = {"created_at"}
 
@@ -89,21 +90,6 @@ CASES = [
 ]
 
 
-def _close(a: Any, b: Any, path: str = "") -> list[str]:
-    """Where two views differ beyond float32 rounding (the first few places)."""
-    if isinstance(a, float) and isinstance(b, float):
-        return [] if a == pytest.approx(b, rel=1e-4, abs=1e-4) else [f"{path}: {a} != {b}"]
-    if isinstance(a, dict) and isinstance(b, dict):
-        if a.keys() != b.keys():
-            return [f"{path}: fields {sorted(a)} != {sorted(b)}"]
-        return [d for k in a for d in _close(a[k], b[k], f"{path}.{k}")][:5]
-    if isinstance(a, list) and isinstance(b, list):
-        if len(a) != len(b):
-            return [f"{path}: {len(a)} items != {len(b)}"]
-        return [d for i, (x, y) in enumerate(zip(a, b)) for d in _close(x, y, f"{path}[{i}]")][:5]
-    return [] if a == b else [f"{path}: {a!r} != {b!r}"]
-
-
 def _view(x: Any) -> Any:
     """A result as plain data, without wall-clock fields, for comparing two runs."""
     if isinstance(x, BaseModel):
@@ -155,7 +141,7 @@ def test_results_do_not_depend_on_batch_boundaries(case: Case) -> None:
     rng = np.random.default_rng(7)
     sizes = [int(s) for s in rng.integers(1, 90, size=len(events))]
     pieces = _view([case.invariant(r) for r in _score(case.make({}), events, sizes)])
-    assert _close(whole, pieces) == []
+    assert close_differences(whole, pieces, abs_=1e-4)[:5] == []
 
 
 def test_forget_drops_an_entity_which_comes_back_new(case: Case) -> None:
@@ -188,7 +174,7 @@ def test_maintenance_forgotten_machine_scores_as_one_never_seen() -> None:
     assert len(rest) >= 3
     after = _view([r.prediction for r in scorer.score_batch(rest)])
     fresh = _view([r.prediction for r in case.make({}).score_batch(rest)])
-    assert _close(after, fresh) == []
+    assert close_differences(after, fresh, abs_=1e-4)[:5] == []
 
 
 def test_the_budget_keeps_the_most_recently_seen(case: Case) -> None:

@@ -175,3 +175,19 @@ def repeats_that_differ(outputs: Outputs) -> list[str]:
                           for d in differences(topic, comparable(topic, first[i]), comparable(topic, message))]
             first.setdefault(i, message)
     return found
+
+
+def close_differences(a: Any, b: Any, path: str = "", rel: float = 1e-4, abs_: float = 1e-5) -> list[str]:
+    """Where two plain-data results differ beyond float32 rounding (runs of one scorer cut into
+    batches differently: tests/unit/test_scoring_batches.py, tests/contract)."""
+    if isinstance(a, float) and isinstance(b, float):
+        return [] if abs(a - b) <= max(abs_, rel * max(abs(a), abs(b))) else [f"{path}: {a} != {b}"]
+    if isinstance(a, dict) and isinstance(b, dict):
+        if a.keys() != b.keys():
+            return [f"{path}: fields {sorted(a)} != {sorted(b)}"]
+        return [d for k in a for d in close_differences(a[k], b[k], f"{path}.{k}", rel, abs_)]
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            return [f"{path}: {len(a)} items != {len(b)}"]
+        return [d for i, (x, y) in enumerate(zip(a, b)) for d in close_differences(x, y, f"{path}[{i}]", rel, abs_)]
+    return [] if a == b else [f"{path}: {a!r} != {b!r}"]

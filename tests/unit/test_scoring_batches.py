@@ -9,14 +9,13 @@ from __future__ import annotations
 import random
 from typing import Any
 
-import pytest
-
 from schemas import SensorReading
 from stream_app.decoding import decode_message
 from stream_app.registry import ModelRegistry
 from stream_app.scoring.maintenance import MODEL_NAME, MaintenanceScorer
 from stream_app.settings import MaintenanceSettings
 from tests.golden import harness
+from tests.golden.compare import close_differences
 
 WALL_CLOCK = {"created_at"}
 
@@ -43,20 +42,6 @@ def _outputs(readings: list[SensorReading], sizes: list[int]) -> list[dict[str, 
     return out
 
 
-def _close(a: Any, b: Any, path: str = "") -> list[str]:
-    if isinstance(a, float) and isinstance(b, float):
-        return [] if a == pytest.approx(b, rel=1e-4, abs=1e-5) else [f"{path}: {a} != {b}"]
-    if isinstance(a, dict) and isinstance(b, dict):
-        if a.keys() != b.keys():
-            return [f"{path}: fields {sorted(a)} != {sorted(b)}"]
-        return [d for k in a for d in _close(a[k], b[k], f"{path}.{k}")]
-    if isinstance(a, list) and isinstance(b, list):
-        if len(a) != len(b):
-            return [f"{path}: {len(a)} items != {len(b)}"]
-        return [d for i, (x, y) in enumerate(zip(a, b)) for d in _close(x, y, f"{path}[{i}]")]
-    return [] if a == b else [f"{path}: {a!r} != {b!r}"]
-
-
 def test_maintenance_results_do_not_depend_on_how_the_stream_is_batched() -> None:
     readings = _readings(3000)
     whole = _outputs(readings, [len(readings)])
@@ -66,5 +51,5 @@ def test_maintenance_results_do_not_depend_on_how_the_stream_is_batched() -> Non
     while sum(uneven) < len(readings):
         uneven.append(rng.choice([1, 2, 7, 70, 333]))
     for sizes in (uneven, [500] * (len(readings) // 500 + 1)):
-        differences = _close(whole, _outputs(readings, sizes))
+        differences = close_differences(whole, _outputs(readings, sizes))
         assert not differences, f"{len(differences)} differences, first: {differences[:5]}"
