@@ -26,6 +26,7 @@ breaks the chain at that link or makes the anchored head disappear.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -69,8 +70,9 @@ class AlertChain:
 
     async def ensure(self, partitions: Iterable[Optional[int]]) -> None:
         """Know the head of each partition's chain: its last link on the audit topic."""
-        for p in set(partitions) - self.heads.keys():
-            tail = await self._read_tail(chain_id(self.stream, p))
+        missing = sorted(set(partitions) - self.heads.keys(), key=str)
+        tails = await asyncio.gather(*(self._read_tail(chain_id(self.stream, p)) for p in missing))
+        for p, tail in zip(missing, tails):
             self.heads[p] = tail if tail is not None else (0, GENESIS)
             if tail is not None:
                 log.info("%s: alert chain %s goes on from link %d", self.stream, chain_id(self.stream, p), tail[0])

@@ -49,7 +49,7 @@ def test_plan_create_check_and_a_too_short_sales_retention(broker: EmbeddedBroke
                           NewTopic("alerts", 2, 1)))
 
     status, rows, _ = topics("plan", settings)
-    assert status == 0 and len(rows) == 18
+    assert status == 0 and len(rows) == 19
     assert rows["sales-events"].endswith("yes") and "2832 h (>= 2832 h)" in rows["sales-events"]
     assert rows["alerts"].endswith("yes") and rows["sensor-readings"].endswith("no")
 
@@ -57,12 +57,12 @@ def test_plan_create_check_and_a_too_short_sales_retention(broker: EmbeddedBroke
     assert status == 1 and rows["sensor-readings"].endswith("missing")
 
     status, rows, output = topics("create", settings)
-    assert "created 16 topics" in output
+    assert "created 17 topics" in output
     assert status == 1  # existing topics are left as they are: the short retention still fails
     assert "PROBLEM: retention 24 h < 2832 h" in rows["sales-events"]
     assert rows["alerts"].endswith("ok (2 partitions, the plan says 4)")
     assert rows["maintenance-state"].split()[5:7] == ["compact", "(compact)"]
-    assert output.rstrip().endswith("1 of 18 topics do not meet the plan: sales-events")
+    assert output.rstrip().endswith("1 of 19 topics do not meet the plan: sales-events")
 
     status, rows, _ = topics("check", settings)
     assert status == 1 and [name for name, row in rows.items() if "PROBLEM" in row] == ["sales-events"]
