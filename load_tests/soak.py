@@ -2,13 +2,15 @@
 throughout. Once each stream's state budget is reached, resident memory must stay flat.
 
     python -m load_tests.soak [--readings 1000000] [--machines 200000] [--transactions 200000]
-        [--nodes 60000] [--sales 200000] [--series 60000] [--max-machines 20000]
+        [--nodes 60000] [--sales 100000] [--series 40000] [--max-machines 20000]
         [--max-nodes 20000] [--max-series 20000] [--model-dir model_store] [--out var/load/soak]
 
 Events are the simulators' own, re-keyed so that ids churn: reading i belongs to machine
 i * machines / readings (about five readings each, then the machine is never heard of again),
 transaction i to nodes drawn from a window that slides over `nodes` ids, sale i to a SKU of a
-window sliding over `series` SKU x market series. Event time advances throughout. They go out
+window sliding over `series` SKU x market series. Event time advances throughout (a reading
+every 6 s, a transaction every 30 s, a sale every 10 s: machines also go idle, and each closed
+day forecasts every series a worker keeps, demand's cost). They go out
 as gateway arrays of 100 events, a chunk at a time, the producer waiting while the worker is more
 than a chunk behind. Every second: the worker's RSS (psutil); every two: its metrics (events
 scored, entities kept, evictions). Writes `OUT/soak.json` and `OUT/soak.png` and prints a table.
@@ -118,7 +120,7 @@ def churned(args: argparse.Namespace) -> dict[str, Iterator[dict[str, Any]]]:
             base = i * (args.series - window) // max(1, args.sales)
             row = t[i % len(t)]
             yield {**row, "event_id": f"soak-d{i}", "sku": f"churn-sku{base + (i * 7919) % window}",
-                   "ts": (T0 + timedelta(seconds=60 * i)).isoformat()}
+                   "ts": (T0 + timedelta(seconds=10 * i)).isoformat()}
 
     return {"maintenance": readings(), "supply_chain": transactions(), "demand": sales()}
 
@@ -217,8 +219,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--machines", type=int, default=200_000)
     p.add_argument("--transactions", type=int, default=200_000)
     p.add_argument("--nodes", type=int, default=60_000)
-    p.add_argument("--sales", type=int, default=200_000)
-    p.add_argument("--series", type=int, default=60_000)
+    p.add_argument("--sales", type=int, default=100_000)
+    p.add_argument("--series", type=int, default=40_000)
     p.add_argument("--max-machines", type=int, default=20_000)
     p.add_argument("--max-nodes", type=int, default=20_000)
     p.add_argument("--max-series", type=int, default=20_000)
