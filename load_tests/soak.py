@@ -227,6 +227,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--model-dir", type=Path, default=Path("model_store"))
     p.add_argument("--out", type=Path, default=Path("var/load/soak"))
     p.add_argument("--drain-timeout", type=float, default=600.0)
+    p.add_argument("--malloc-arena-max", type=int, default=2, help="MALLOC_ARENA_MAX of the worker (0: glibc's default)")
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     topics = Topics()
@@ -239,6 +240,14 @@ def main(argv: Optional[list[str]] = None) -> int:
             "soak-worker", "soak", topics.model_dump(), {
                 "METRICS_PORT": str(port), "MAINTENANCE__MAX_MACHINES": str(args.max_machines),
                 "SUPPLY_CHAIN__MAX_NODES": str(args.max_nodes), "DEMAND__MAX_SERIES": str(args.max_series),
+                # What supply chain keeps per transaction rather than per node (lots, ids for the
+                # duplicate check, shipments for verdicts) is bounded by time and counts, which
+                # by default a run of this length would not reach: smaller, so it levels off here.
+                "SUPPLY_CHAIN__LOT_RETENTION_DAYS": "10", "SUPPLY_CHAIN__DEDUPE_EVENTS": "50000",
+                "SUPPLY_CHAIN__REMEMBERED_SHIPMENTS": "50000",
+                # glibc gives each thread heap arenas of its own, where the inference threads' freed
+                # memory stays (see the README of load_tests).
+                **({"MALLOC_ARENA_MAX": str(args.malloc_arena_max)} if args.malloc_arena_max > 0 else {}),
             })
         try:
             deadline = time.monotonic() + 180

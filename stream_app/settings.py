@@ -170,6 +170,10 @@ class SupplyChainSettings(BaseModel):
     # trades again is new to the graph.
     max_nodes: int = Field(200_000, ge=1)
     node_idle_s: float = Field(180 * 86400, gt=0.0)
+    # Transaction ids remembered to drop redeliveries, and shipments remembered to join late
+    # verdicts to: memory per transaction, bounded by these counts (~160 B and ~200 B each).
+    dedupe_events: int = Field(500_000, ge=1000)
+    remembered_shipments: int = Field(200_000, ge=1000)
 
 
 class TopicSetting(BaseModel):

@@ -277,6 +277,14 @@ class TransactionGraph:
                 out[v] = t
         return out
 
+    def bound_memory(self, dedupe_events: int, shipments: int) -> None:
+        """How many transaction ids (duplicate check) and shipments (verdict joins) to keep."""
+        self._dedupe_capacity, self._shipments_capacity = dedupe_events, shipments
+        while len(self._seen) > dedupe_events:
+            self._seen.popitem(last=False)
+        while len(self._shipments) > shipments:
+            self._shipments.popitem(last=False)
+
     # --- questions, as of a transaction's event time ---------------------------------------------------
     def node(self, node: str) -> Optional[dict[str, Any]]:
         return self.g._node.get(node)

@@ -233,6 +233,7 @@ class SupplyChainScorer:
         self._flags: OrderedDict[str, bool] = OrderedDict()
         if self.graph.budget is None:  # shared by every scorer on this graph (shadow, fallback)
             self.graph.budget = _node_budget(self.graph, settings)
+            self.graph.bound_memory(settings.dedupe_events, settings.remembered_shipments)
         self.refresher: Optional[EmbeddingRefresher] = None
         if model is not None:
             self.refresher = EmbeddingRefresher(
