@@ -163,8 +163,8 @@ async def drain(port: int, sent: dict[str, int], samples: Samples, started: floa
         samples.metrics.append({"s": time.monotonic() - started, **state})
         scored = tuple(state[s]["scored"] for s in STREAMS)
         still = still + 1 if scored == last else 0
-        if all(state[s]["scored"] >= sent[s] for s in STREAMS) or still >= 10:
-            return  # every event scored (or nothing moved for 20 s: the rest were rejected)
+        if all(state[s]["scored"] >= sent[s] for s in STREAMS) or still >= 60:
+            return  # every event scored (or nothing moved for 2 minutes: the rest were rejected)
         last = scored
         await asyncio.sleep(2.0)
 
@@ -227,7 +227,6 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--model-dir", type=Path, default=Path("model_store"))
     p.add_argument("--out", type=Path, default=Path("var/load/soak"))
     p.add_argument("--drain-timeout", type=float, default=600.0)
-    p.add_argument("--malloc-arena-max", type=int, default=2, help="MALLOC_ARENA_MAX of the worker (0: glibc's default)")
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     topics = Topics()
@@ -245,9 +244,6 @@ def main(argv: Optional[list[str]] = None) -> int:
                 # by default a run of this length would not reach: smaller, so it levels off here.
                 "SUPPLY_CHAIN__LOT_RETENTION_DAYS": "10", "SUPPLY_CHAIN__DEDUPE_EVENTS": "50000",
                 "SUPPLY_CHAIN__REMEMBERED_SHIPMENTS": "50000",
-                # glibc gives each thread heap arenas of its own, where the inference threads' freed
-                # memory stays (see the README of load_tests).
-                **({"MALLOC_ARENA_MAX": str(args.malloc_arena_max)} if args.malloc_arena_max > 0 else {}),
             })
         try:
             deadline = time.monotonic() + 180
