@@ -19,6 +19,7 @@ least recently seen is always first and each touch or eviction is O(1).
 from __future__ import annotations
 
 import math
+from itertools import islice
 from typing import Iterable, Optional
 
 from stream_app import metrics
@@ -85,7 +86,7 @@ class EntityBudget:
             self._count("idle", len(out))
         if self.max_entities is not None and len(seen) > self.max_entities:
             over = len(seen) - self.max_entities + self.slack
-            for entity in list(_first(seen, over)):
+            for entity in list(islice(seen, over)):
                 del seen[entity]
                 out.append(entity)
             self._count("budget", over)
@@ -102,9 +103,3 @@ class EntityBudget:
             self.evicted[reason] += n
             metrics.STATE_EVICTIONS.labels(self.stream, reason).inc(n)
 
-
-def _first(seen: dict[str, float], n: int) -> Iterable[str]:
-    for i, entity in enumerate(seen):
-        if i >= n:
-            return
-        yield entity

@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Any, NamedTuple, Optional
+from typing import Any, Optional
 
 from aiokafka import TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
+from stream_app.intake import RawMessage
 from stream_app.kafka_io import side_consumer
 from stream_app.settings import Settings
 
@@ -18,14 +19,6 @@ log = logging.getLogger(__name__)
 
 TAIL_WINDOW = 2000  # records read at a time, backwards from the end, looking for a chain's last link
 STALL_S = 30.0
-
-
-class Record(NamedTuple):
-    topic: str
-    partition: int
-    offset: int
-    key: Optional[bytes]
-    value: Optional[bytes]
 
 
 async def read_tail(settings: Settings, chain: str) -> Optional[tuple[int, str]]:
@@ -59,13 +52,13 @@ async def read_tail(settings: Settings, chain: str) -> Optional[tuple[int, str]]
         await consumer.stop()
 
 
-async def read_topic(settings: Settings, topic: str) -> list[Record]:
+async def read_topic(settings: Settings, topic: str) -> list[RawMessage]:
     """Every retained record of a topic, partition by partition in offset order (empty when the
     topic does not exist)."""
     consumer = side_consumer(settings)
     await consumer.start()
     try:
-        out: list[Record] = []
+        out: list[RawMessage] = []
         for p in sorted(await _partitions(consumer, topic)):
             tp = TopicPartition(topic, p)
             consumer.assign([tp])
@@ -93,9 +86,9 @@ async def _end(consumer: Any, tp: TopicPartition, begin: int) -> int:
     return max(reported, await consumer.position(tp))
 
 
-async def _read(consumer: Any, tp: TopicPartition, start: int, end: int) -> list[Record]:
+async def _read(consumer: Any, tp: TopicPartition, start: int, end: int) -> list[RawMessage]:
     """Records [start, end) of one assigned partition."""
-    out: list[Record] = []
+    out: list[RawMessage] = []
     if start >= end:
         return out
     consumer.seek(tp, start)
@@ -104,7 +97,7 @@ async def _read(consumer: Any, tp: TopicPartition, start: int, end: int) -> list
         batch = (await consumer.getmany(tp, timeout_ms=1000, max_records=1000)).get(tp, [])
         for r in batch:
             if r.offset < end:
-                out.append(Record(tp.topic, tp.partition, r.offset, r.key, r.value))
+                out.append(RawMessage(tp.topic, tp.partition, r.offset, r.key, r.value))
         if batch:
             last_progress = time.monotonic()
         if await consumer.position(tp) >= end:

@@ -19,8 +19,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional
 
-from stream_app.audit.chain import GENESIS, content_sha256, link_hash
-from stream_app.audit.topic import Record
+from stream_app.audit.chain import content_sha256, link_hash
+from stream_app.intake import RawMessage
 
 
 @dataclass(frozen=True)
@@ -69,11 +69,11 @@ class _Link:
     where: str
 
 
-def _where(r: Record) -> str:
+def _where(r: RawMessage) -> str:
     return f"{r.topic}[{r.partition}]@{r.offset}"
 
 
-def _json(r: Record) -> Optional[dict[str, Any]]:
+def _json(r: RawMessage) -> Optional[dict[str, Any]]:
     try:
         value = json.loads(r.value) if r.value is not None else None
     except (ValueError, UnicodeDecodeError):
@@ -81,7 +81,7 @@ def _json(r: Record) -> Optional[dict[str, Any]]:
     return value if isinstance(value, dict) else None
 
 
-def verify(audit: Iterable[Record], alerts: Iterable[Record], explanations: Iterable[Record],
+def verify(audit: Iterable[RawMessage], alerts: Iterable[RawMessage], explanations: Iterable[RawMessage],
            anchors: Iterable[dict[str, Any]] = ()) -> Report:
     report = Report()
     links = _check_links(audit, report)
@@ -100,12 +100,13 @@ def verify(audit: Iterable[Record], alerts: Iterable[Record], explanations: Iter
     return report
 
 
-def _check_links(audit: Iterable[Record], report: Report) -> list[_Link]:
+def _check_links(audit: Iterable[RawMessage], report: Report) -> list[_Link]:
     """Each chain's links in topic order: places consecutive, each following from the one
     before, each hash following from its fields."""
     kept: list[_Link] = []
     last: dict[str, _Link] = {}
     gaps: list[tuple[Finding, range]] = []
+    places: set[tuple[str, int]] = set()  # (chain, seq) of the links kept
     for r in audit:
         v = _json(r)
         try:
@@ -121,28 +122,27 @@ def _check_links(audit: Iterable[Record], report: Report) -> list[_Link]:
             report.findings.append(Finding("changed", link.chain, link.seq, link.where,
                                            "the link's hash does not follow from its fields"))
             continue
-        before = last.get(link.chain)
-        if before is None:
-            if link.seq != 1 or link.prev != GENESIS:
-                pass  # the chain's start is past the topic's retention: it starts here
-        elif link.seq <= before.seq:
-            kind = "inserted" if any(k.chain == link.chain and k.seq == link.seq for k in kept) else "reordered"
+        before = last.get(link.chain)  # none: the chain starts here (at link 1, or past retention)
+        if before is not None and link.seq <= before.seq:
+            kind = "inserted" if (link.chain, link.seq) in places else "reordered"
             report.findings.append(Finding(kind, link.chain, link.seq, link.where,
                                            f"comes after link {before.seq} of its chain"
                                            + (" and claims a place already taken" if kind == "inserted" else "")))
             if kind == "reordered":
                 kept.append(link)  # a link of the chain all the same: its alert is not an insertion
+                places.add((link.chain, link.seq))
             continue
-        elif link.seq > before.seq + 1:
+        if before is not None and link.seq > before.seq + 1:
             gap = Finding("removed", link.chain, before.seq + 1, link.where, f"links {before.seq + 1}..{link.seq - 1} are missing")
             report.findings.append(gap)
             gaps.append((gap, range(before.seq + 1, link.seq)))
-        elif link.prev != before.hash:
+        elif before is not None and link.prev != before.hash:
             report.findings.append(Finding("inserted", link.chain, link.seq, link.where,
                                            f"does not follow link {before.seq} ({before.hash[:12]})"))
             continue
         last[link.chain] = link
         kept.append(link)
+        places.add((link.chain, link.seq))
     # A gap whose links all turned up later, out of order, was a reordering, not a removal.
     late = {(f.chain, f.seq) for f in report.findings if f.kind == "reordered"}
     for gap, missing in gaps:
@@ -152,11 +152,11 @@ def _check_links(audit: Iterable[Record], report: Report) -> list[_Link]:
     return kept
 
 
-def _check_messages(records: Iterable[Record], by_place: dict[tuple[str, int], _Link], report: Report, what: str,
+def _check_messages(records: Iterable[RawMessage], by_place: dict[tuple[str, int], _Link], report: Report, what: str,
                     expected: Any) -> None:
     seen: set[tuple[str, int]] = set()
     content: dict[str, set[str]] = {}  # alert id -> contents of its linked copies
-    unlinked: list[tuple[Record, dict[str, Any]]] = []
+    unlinked: list[tuple[RawMessage, dict[str, Any]]] = []
     for r in records:
         v = _json(r)
         if v is None:

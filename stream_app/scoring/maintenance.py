@@ -628,9 +628,6 @@ class MaintenanceScorer:
                 self._round(batch, np.flatnonzero(batch.round == k) if n_rounds > 1 else np.arange(len(readings)))
             self._explain_models(batch)
             results = self._results(batch)
-            touch = self.budget.touch
-            for r, t in zip(readings, batch.ts.tolist()):
-                touch(r.machine_id, t)
             self._evict()
             return results
 
@@ -639,7 +636,7 @@ class MaintenanceScorer:
         """The only per-reading Python work before the model: slots, rounds, raw value rows."""
         b = _Batch(readings, len(self._columns), self._n_sensors, len(self.rules.sensors))
         state, columns, known = self._state, self._columns, self._known_cols
-        slot_of, seen = state.slots.get, {}
+        slot_of, seen, touch = state.slots.get, {}, self.budget.touch
         raw = b.raw
         for i, r in enumerate(readings):
             slot = slot_of(r.machine_id)
@@ -649,7 +646,8 @@ class MaintenanceScorer:
             seen[slot] = k + 1
             b.round[i] = k
             b.slots[i] = slot
-            b.ts[i] = r.ts.timestamp()
+            b.ts[i] = ts = r.ts.timestamp()
+            touch(r.machine_id, ts)  # the budget's recency; evictions wait until the batch is scored
             b.event_ids[i] = r.event_id
             if r.cycle is not None:
                 b.cycles[i] = r.cycle

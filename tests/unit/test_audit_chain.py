@@ -5,6 +5,7 @@ rewritten after its head was anchored) is caught, naming the first broken link."
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from datetime import datetime, timedelta, timezone
 from typing import Optional
@@ -13,7 +14,7 @@ import pytest
 
 from schemas import Alert, ChainLink, Explanation
 from stream_app.audit.chain import AlertChain, chain_id, content_sha256, link_hash
-from stream_app.audit.topic import Record
+from stream_app.intake import RawMessage
 from stream_app.audit.verify import Report, verify
 
 T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
@@ -44,9 +45,9 @@ class Trail:
             return tail
 
         self.chain = AlertChain("maintenance", read_tail)
-        self.audit: list[Record] = []
-        self.alerts: list[Record] = []
-        self.explanations: list[Record] = []
+        self.audit: list[RawMessage] = []
+        self.alerts: list[RawMessage] = []
+        self.explanations: list[RawMessage] = []
 
     def publish(self, n: int, partition: int = 0, explained: bool = True, created: datetime = T0) -> None:
         asyncio.run(self.chain.ensure([partition]))
@@ -63,14 +64,14 @@ class Trail:
         return verify(self.audit, self.alerts, self.explanations, anchors)
 
 
-def _record(topic: str, partition: int, offset: int, key: str, value: str) -> Record:
-    return Record(topic, partition, offset, key.encode(), value.encode())
+def _record(topic: str, partition: int, offset: int, key: str, value: str) -> RawMessage:
+    return RawMessage(topic, partition, offset, key.encode(), value.encode())
 
 
-def _edited(record: Record, **changes: object) -> Record:
+def _edited(record: RawMessage, **changes: object) -> RawMessage:
     value = json.loads(record.value or b"")
     value.update(changes)
-    return record._replace(value=json.dumps(value).encode())
+    return dataclasses.replace(record, value=json.dumps(value).encode())
 
 
 def _trail(n: int = 10) -> Trail:
@@ -206,5 +207,5 @@ def test_a_rewritten_chain_verifies_alone_but_not_against_its_anchored_head() ->
 @pytest.mark.parametrize("value", [b"not json", b"[1, 2]", json.dumps({"chain": P0}).encode()])
 def test_a_record_that_is_not_a_link_is_reported(value: bytes) -> None:
     trail = _trail(2)
-    trail.audit.append(Record("alert-audit", 0, 9, P0.encode(), value))
+    trail.audit.append(RawMessage("alert-audit", 0, 9, P0.encode(), value))
     assert [f.kind for f in trail.verify().findings] == ["inserted"]
