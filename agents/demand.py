@@ -48,10 +48,11 @@ import numpy as np
 from stream_app.kafka_io import read_range, side_consumer
 from stream_app.intake import RawMessage, decode_batch, limits_from_settings
 from agents.drift import DriftSnapshots, DriftTracker
-from agents.pipeline import Output, StreamPipeline, alert_chain
+from agents.pipeline import Output, StreamPipeline
 from stream_app.audit.chain import AlertChain
 from agents.publish import Outbox, take_in
 from agents.shared_scorer import LiveCounts, SharedScorer
+from agents.stream_agent import StreamWiring
 from schemas import CalendarEntry, SalesEvent
 from stream_app import metrics
 from stream_app.deadletter import build_dead_letter
@@ -61,11 +62,12 @@ from stream_app.registry import ModelRegistry, ModelVersion
 from stream_app.scoring.demand import MODEL_NAME, Accuracy, DemandScorer, EventResult
 from stream_app.scoring.demand_model import LoadedDemandModel
 from stream_app.settings import Settings
+from stream_app.streams.demand import DEMAND
 from stream_app.training.demand_metrics import HORIZON_BUCKETS
 
 log = logging.getLogger(__name__)
 
-STREAM = "demand"
+STREAM = DEMAND.name
 REPLAY_BATCH = 2000
 REPLAY_STALL_S = 60.0  # no record for this long while replaying: give up on the rest
 Scored = tuple[EventResult, RawMessage]
@@ -353,15 +355,9 @@ def outputs(settings: Settings, handle: DemandHandle) -> Any:
 
 
 def drift_values(pairs: Sequence[tuple[SalesEvent, RawMessage]], results: Sequence[Scored]) -> dict[str, list[float]]:
-    """What drift is watched on: units and prices as sold, and the forecasts' 7-day P50 and
-    confidence (the last two also by the distribution test)."""
-    forecasts = [fr.forecast for result, _ in results for fr in result.forecasts]
-    return {
-        "units": [event.units for event, _ in pairs],
-        "unit_price": [event.unit_price for event, _ in pairs],
-        "forecast_7d_p50": [f.total_7d.p50 for f in forecasts],
-        "confidence": [f.confidence for f in forecasts],
-    }
+    """The declaration's drift values (stream_app/streams/demand.py), here on the pipeline's
+    (event, message) pairs."""
+    return DEMAND.drift_values([event for event, _ in pairs], [result for result, _ in results])
 
 
 def pipeline(
@@ -378,42 +374,23 @@ def pipeline(
 
     drift = None
     if settings.drift.enabled:
-        drift = DriftTracker(STREAM, settings.drift, drift_values, ("forecast_7d_p50", "confidence"), drift_snapshots)
+        drift = DriftTracker(STREAM, settings.drift, drift_values, DEMAND.distribution, drift_snapshots)
     return _PartitionedPipeline(STREAM, SalesEvent, settings, score, outputs(settings, handle), outbox, handle.executor, drift,
                                 audit=audit)
 
 
-def register(app: Any, settings: Settings, registry: ModelRegistry, drift_snapshots: Optional[DriftSnapshots] = None) -> DemandHandle:
-    """Declare the demand agent and the calendar reader on `app`."""
-    topics = settings.topics
-    sales = app.topic(topics.sales_events, key_serializer="raw", value_serializer="raw")
+def wiring(settings: Settings, registry: ModelRegistry, drift_snapshots: Optional[DriftSnapshots] = None) -> StreamWiring:
+    """What the demand stream brings to the generic agent (agents/stream_agent.py): the
+    calendar reader, waited for before the first batch; each partition's replay before its
+    first batch here; its state dropped when it moves away. No truth topic: sales are the truth."""
     handle = DemandHandle(registry, settings)
-    conf = settings.demand
 
-    @app.task
-    async def follow_demand_calendar() -> None:
-        await handle.follow_calendar(Outbox(app.producer))
+    def build(outbox: Outbox, audit: Optional[AlertChain]) -> StreamPipeline[Any, Scored]:
+        assert handle.serving is not None  # the generic agent loads the scorer first
+        return pipeline(settings, handle.serving, handle, outbox, drift_snapshots, audit)
 
-    @app.task
-    async def follow_demand_models() -> None:
-        await handle.watch(settings.model_poll_s)
+    async def follow_calendar(producer: Any) -> None:
+        await handle.follow_calendar(Outbox(producer))
 
-    @app.on_partitions_revoked.connect
-    async def drop_revoked_demand_state(_app: Any, revoked: set[Any], **_: Any) -> None:
-        await handle.revoked({tp.partition for tp in revoked if tp.topic == topics.sales_events})
-
-    inbox = app.inbox(topics.sales_events)
-    chain = alert_chain(app, settings, STREAM, topics.sales_events)
-
-    # Records come a whole fetch at a time through the inbox (stream_app/fetched.py).
-    @app.agent(sales, name="demand-forecaster", concurrency=1)
-    async def forecast_demand(_stream: Any) -> None:
-        scorer = await handle.get()
-        await handle.calendar_ready()
-        run = pipeline(settings, scorer, handle, Outbox(app.producer), drift_snapshots, chain)
-        while True:
-            async with inbox.batch(conf.batch_max) as messages:
-                await handle.ensure_warm(messages, inbox.next_offsets())
-                await run.process(messages)
-
-    return handle
+    return StreamWiring(DEMAND, handle, build, ready=handle.calendar_ready, warm=handle.ensure_warm,
+                        revoked=handle.revoked, tasks={"follow_demand_calendar": follow_calendar})

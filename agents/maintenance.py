@@ -9,26 +9,26 @@ model and its per-machine state live in `stream_app.scoring.maintenance`.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 from agents.drift import DriftSnapshots, DriftTracker
 from stream_app.intake import RawMessage
 from agents.maintenance_state import MachineStateKeeper
-from agents.pipeline import Output, StreamPipeline, alert_chain, answers_in_arrays
+from agents.pipeline import Output, StreamPipeline, answers_in_arrays
 from stream_app.audit.chain import AlertChain
 from agents.publish import Outbox, take_in
 from agents.shared_scorer import SharedScorer
+from agents.stream_agent import StreamWiring
 from schemas import MaintenanceOutcome, SensorReading
 from stream_app import metrics
-from stream_app.health import Health
 from stream_app.registry import ModelRegistry, ModelVersion
 from stream_app.scoring.maintenance import MODEL_NAME, MaintenanceScorer, ScoredReading
 from stream_app.settings import Settings
+from stream_app.streams.maintenance import MAINTENANCE, drift_values
 
 log = logging.getLogger(__name__)
 
-STREAM = "maintenance"
-OUTCOMES_BATCH = 100  # outcomes applied at a time (each one is a machine's reset)
+STREAM = MAINTENANCE.name
 
 
 class ScorerHandle(SharedScorer[MaintenanceScorer]):
@@ -49,7 +49,7 @@ class ScorerHandle(SharedScorer[MaintenanceScorer]):
         return shadow.score_batch(events, explain=self.share > 0)
 
     def entity_of(self, event: SensorReading) -> str:
-        return event.machine_id
+        return MAINTENANCE.key_of(event)
 
 
 def outputs(settings: Settings) -> Callable[[ScoredReading], Iterator[Output]]:
@@ -72,19 +72,6 @@ def outputs(settings: Settings) -> Callable[[ScoredReading], Iterator[Output]]:
             yield Output(topics.maintenance_shadow_predictions, shadow.machine_id, shadow)
 
     return publish
-
-
-def drift_values(readings: Sequence[SensorReading], results: Sequence[ScoredReading]) -> dict[str, list[float]]:
-    """What drift is watched on: every sensor's raw values, the failure probability and the
-    confidence (the last two also by the distribution test)."""
-    values: dict[str, list[float]] = {}
-    for reading in readings:
-        for name, value in reading.sensors.items():
-            if value is not None:
-                values.setdefault(name, []).append(value)
-    values["failure_probability"] = [r.prediction.failure_probability for r in results]
-    values["confidence"] = [r.prediction.confidence for r in results]
-    return values
 
 
 class _StatefulPipeline(StreamPipeline[SensorReading, ScoredReading]):
@@ -116,12 +103,12 @@ def pipeline(
     if settings.drift.enabled:
         # With the state hand-over, the detectors move with the machines (exact); else the snapshots topic.
         handed_over = keeper is not None and settings.maintenance.restore_on_assign
-        drift = DriftTracker(STREAM, settings.drift, drift_values, ("failure_probability", "confidence"),
+        drift = DriftTracker(STREAM, settings.drift, drift_values, MAINTENANCE.distribution,
                              None if handed_over else drift_snapshots)
         if keeper is not None:
             keeper.drift = drift
     args = (STREAM, SensorReading, settings, score, outputs(settings), outbox, executor, drift, fallback,
-            answers_in_arrays(settings, "sensor_readings"), audit)
+            answers_in_arrays(settings, MAINTENANCE.input_topic), audit)
     return StreamPipeline(*args) if keeper is None else _StatefulPipeline(keeper, *args)
 
 
@@ -161,60 +148,34 @@ async def apply_outcomes(handle: ScorerHandle, outbox: Outbox, messages: Sequenc
     return reset
 
 
-def register(
-    app: Any, settings: Settings, registry: ModelRegistry, drift_snapshots: Optional[DriftSnapshots] = None, health: Optional[Health] = None
-) -> ScorerHandle:
-    """Declare the maintenance agents on `app`."""
-    topics = settings.topics
-    readings = app.topic(topics.sensor_readings, key_serializer="raw", value_serializer="raw")
-    outcomes = app.topic(topics.maintenance_outcomes, key_serializer="raw", value_serializer="raw")
+def wiring(settings: Settings, registry: ModelRegistry, drift_snapshots: Optional[DriftSnapshots] = None) -> StreamWiring:
+    """What the maintenance stream brings to the generic agent (agents/stream_agent.py): the
+    state hand-over of agents/maintenance_state.py around each batch, outcomes as truth."""
     handle = ScorerHandle(registry, settings)
-    conf = settings.maintenance
+    keeper = handle.keeper
     # Series exist from the start (at zero), so dashboards show 0 rather than "no data".
     for result in ("alerted", "missed"):
         metrics.OUTCOMES.labels(STREAM, result)
     metrics.ALERT_LEAD_HOURS.labels(STREAM)
 
-    inbox = app.inbox(topics.sensor_readings)
-    chain = alert_chain(app, settings, STREAM, topics.sensor_readings)
+    def build(outbox: Outbox, audit: Optional[AlertChain]) -> StreamPipeline[SensorReading, ScoredReading]:
+        return pipeline(settings, handle.score_batch, outbox, handle.executor, drift_snapshots, handle.fall_back,
+                        keeper, audit)
 
-    # The agent subscribes the topic; its records come a whole fetch at a time through the inbox
-    # (stream_app/fetched.py), not through the Faust stream. concurrency=1: one batch at a time.
-    @app.agent(readings, name="maintenance-scorer", concurrency=1)
-    async def score_sensor_readings(_stream: Any) -> None:
-        keeper = handle.keeper
-        await handle.get()
-        run = pipeline(settings, handle.score_batch, Outbox(app.producer), handle.executor, drift_snapshots,
-                       handle.fall_back, keeper, chain)
-        while True:
-            async with inbox.batch(conf.batch_max) as messages:
-                await keeper.ensure_warm(await handle.get(), messages, inbox.next_offsets())
-                await run.process(messages)
-            if keeper.snapshot_due():  # between batches: everything applied so far is published
-                try:
-                    await keeper.snapshot(await handle.get(), app.producer)
-                except Exception:  # the state is written next turn; scoring goes on
-                    log.exception("maintenance: state snapshot failed")
-            if health is not None:
-                health.progressed()
+    async def warm(messages: Sequence[RawMessage], assigned: Mapping[int, int]) -> None:
+        await keeper.ensure_warm(await handle.get(), messages, assigned)
 
-    @app.on_partitions_revoked.connect
-    async def drop_revoked_machine_state(_app: Any, revoked: set[Any], **_: Any) -> None:
-        await handle.get()
-        partitions = {tp.partition for tp in revoked if tp.topic == topics.sensor_readings}
-        await handle.keeper.revoked([handle.serving, handle.shadow], partitions)
+    async def between(producer: Any) -> None:
+        if keeper.snapshot_due():  # between batches: everything applied so far is published
+            try:
+                await keeper.snapshot(await handle.get(), producer)
+            except Exception:  # the state is written next turn; scoring goes on
+                log.exception("maintenance: state snapshot failed")
 
-    @app.task
-    async def follow_maintenance_models() -> None:
-        await handle.watch(settings.model_poll_s)
+    async def revoked(partitions: set[int]) -> None:
+        await keeper.revoked([handle.serving, handle.shadow], partitions)
 
-    outcomes_inbox = app.inbox(topics.maintenance_outcomes)
+    async def truths(outbox: Outbox, messages: Sequence[RawMessage]) -> int:
+        return await apply_outcomes(handle, outbox, messages)
 
-    @app.agent(outcomes, name="maintenance-outcomes", concurrency=1)
-    async def reset_on_outcomes(_stream: Any) -> None:
-        outbox = Outbox(app.producer)
-        while True:
-            async with outcomes_inbox.batch(OUTCOMES_BATCH) as messages:
-                await apply_outcomes(handle, outbox, messages)
-
-    return handle
+    return StreamWiring(MAINTENANCE, handle, build, truths=truths, warm=warm, between=between, revoked=revoked)

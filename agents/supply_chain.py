@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -22,22 +22,22 @@ from agents.drift import DriftSnapshots, DriftTracker
 from stream_app.kafka_io import side_consumer
 from stream_app.decoding import Limits, decode_message
 from stream_app.intake import RawMessage, limits_from_settings
-from agents.pipeline import Output, StreamPipeline, alert_chain, answers_in_arrays
+from agents.pipeline import Output, StreamPipeline, answers_in_arrays
 from stream_app.audit.chain import AlertChain
 from agents.publish import Outbox, take_in
 from agents.shared_scorer import SharedScorer
+from agents.stream_agent import StreamWiring
 from schemas import SupplyChainTransaction, SupplyChainVerdict
 from stream_app import metrics
-from stream_app.health import Health
 from stream_app.registry import ModelRegistry, ModelVersion
 from stream_app.scoring.supply_chain import MODEL_NAME, ScoredTransaction, SupplyChainModel, SupplyChainScorer
 from stream_app.settings import Settings
+from stream_app.streams.supply_chain import SUPPLY_CHAIN, drift_values
 
 log = logging.getLogger(__name__)
 
-STREAM = "supply_chain"
+STREAM = SUPPLY_CHAIN.name
 VERDICT_RESULTS = ("confirmed_flagged", "confirmed_missed", "cleared_flagged", "cleared_unflagged")
-VERDICTS_BATCH = 100  # verdicts joined at a time
 Score = Callable[[list[SupplyChainTransaction]], list[ScoredTransaction]]
 
 
@@ -62,7 +62,7 @@ class ScorerHandle(SharedScorer[SupplyChainScorer]):
         return serving.beside(SupplyChainModel.from_version(version)[0])
 
     def entity_of(self, event: SupplyChainTransaction) -> str:
-        return event.shipment_id
+        return SUPPLY_CHAIN.key_of(event)
 
 
 class GraphFollower:
@@ -185,17 +185,6 @@ def outputs(settings: Settings) -> Callable[[ScoredTransaction], Iterator[Output
     return publish
 
 
-def drift_values(transactions: Sequence[SupplyChainTransaction], results: Sequence[ScoredTransaction]) -> dict[str, list[float]]:
-    """What drift is watched on: quantities and prices as sent, the score and the confidence
-    (the last two also by the distribution test)."""
-    return {
-        "quantity": [t.quantity for t in transactions],
-        "unit_price": [t.unit_price for t in transactions],
-        "score": [r.score.score for r in results],
-        "confidence": [r.score.confidence for r in results],
-    }
-
-
 def pipeline(
     settings: Settings,
     score: Score,
@@ -207,10 +196,10 @@ def pipeline(
 ) -> StreamPipeline[SupplyChainTransaction, ScoredTransaction]:
     drift = None
     if settings.drift.enabled:
-        drift = DriftTracker(STREAM, settings.drift, drift_values, ("score", "confidence"), drift_snapshots)
+        drift = DriftTracker(STREAM, settings.drift, drift_values, SUPPLY_CHAIN.distribution, drift_snapshots)
     return StreamPipeline(
         STREAM, SupplyChainTransaction, settings, score, outputs(settings), outbox, executor, drift, fallback,
-        answers_in_arrays(settings, "supply_chain_transactions"), audit,
+        answers_in_arrays(settings, SUPPLY_CHAIN.input_topic), audit,
     )
 
 
@@ -245,52 +234,30 @@ async def apply_verdicts(handle: ScorerHandle, outbox: Outbox, messages: Sequenc
     return joined
 
 
-def register(
-    app: Any, settings: Settings, registry: ModelRegistry, drift_snapshots: Optional[DriftSnapshots] = None, health: Optional[Health] = None
-) -> ScorerHandle:
-    """Declare the supply-chain agents (and the graph follower) on `app`."""
-    topics = settings.topics
-    transactions = app.topic(topics.supply_chain_transactions, key_serializer="raw", value_serializer="raw")
-    verdicts = app.topic(topics.supply_chain_verdicts, key_serializer="raw", value_serializer="raw")
+def wiring(settings: Settings, registry: ModelRegistry, drift_snapshots: Optional[DriftSnapshots] = None) -> StreamWiring:
+    """What the supply-chain stream brings to the generic agent (agents/stream_agent.py): the
+    graph follower, waited for before each batch; verdicts as truth."""
     handle = ScorerHandle(registry, settings)
     conf = settings.supply_chain
     follower = GraphFollower(settings, handle) if conf.follow_graph else None
-    for result in VERDICT_RESULTS:
+    for result in VERDICT_RESULTS:  # series at zero from the start
         metrics.OUTCOMES.labels(STREAM, result)
 
-    if follower is not None:
-        @app.task
-        async def follow_transaction_graph() -> None:
-            await follower.run()
+    def build(outbox: Outbox, audit: Optional[AlertChain]) -> StreamPipeline[SupplyChainTransaction, ScoredTransaction]:
+        return pipeline(settings, handle.score_batch, outbox, handle.executor, drift_snapshots, handle.fall_back, audit)
 
-    inbox = app.inbox(topics.supply_chain_transactions)
-    chain = alert_chain(app, settings, STREAM, topics.supply_chain_transactions)
+    async def truths(outbox: Outbox, messages: Sequence[RawMessage]) -> int:
+        return await apply_verdicts(handle, outbox, messages, follower is not None)
 
-    # Records come a whole fetch at a time through the inbox (stream_app/fetched.py).
-    @app.agent(transactions, name="supply-chain-scorer", concurrency=1)
-    async def score_transactions(_stream: Any) -> None:
-        await handle.get()
-        run = pipeline(settings, handle.score_batch, Outbox(app.producer), handle.executor, drift_snapshots, handle.fall_back,
-                       chain)
-        while True:
-            async with inbox.batch(conf.batch_max) as messages:
-                if follower is not None:
-                    await follower.sync(conf.graph_sync_timeout_s)
-                await run.process(messages)
-            if health is not None:
-                health.progressed()
+    if follower is None:
+        return StreamWiring(SUPPLY_CHAIN, handle, build, truths=truths)
+    graph = follower
 
-    verdicts_inbox = app.inbox(topics.supply_chain_verdicts)
+    async def warm(_messages: Sequence[RawMessage], _assigned: Mapping[int, int]) -> None:
+        await graph.sync(conf.graph_sync_timeout_s)
 
-    @app.agent(verdicts, name="supply-chain-verdicts", concurrency=1)
-    async def join_verdicts(_stream: Any) -> None:
-        outbox = Outbox(app.producer)
-        while True:
-            async with verdicts_inbox.batch(VERDICTS_BATCH) as messages:
-                await apply_verdicts(handle, outbox, messages, follower is not None)
+    async def follow_graph(_producer: Any) -> None:
+        await graph.run()
 
-    @app.task
-    async def follow_supply_chain_models() -> None:
-        await handle.watch(settings.model_poll_s)
-
-    return handle
+    return StreamWiring(SUPPLY_CHAIN, handle, build, truths=truths, warm=warm,
+                        tasks={"follow_transaction_graph": follow_graph})

@@ -6,7 +6,7 @@ from typing import Any, Optional
 
 import faust
 
-from agents import demand, maintenance, supply_chain
+from agents import demand, maintenance, stream_agent, supply_chain
 from agents.drift import DriftSnapshots
 from stream_app import metrics
 from stream_app.faust_transport import StreamApp
@@ -54,9 +54,10 @@ def create_app(settings: Settings, health: Optional[Health] = None) -> faust.App
     # No Faust tables: see agents/drift.py for why drift snapshots live in a plain topic.
     drift_snapshots = DriftSnapshots(settings, lambda: app.producer)
     health = health or Health()
-    maintenance.register(app, settings, registry, drift_snapshots, health)
-    demand.register(app, settings, registry, drift_snapshots)
-    supply_chain.register(app, settings, registry, drift_snapshots, health)
+    # Each stream's module says what it adds (its wiring); one generic module registers them.
+    stream_agent.register(app, settings, maintenance.wiring(settings, registry, drift_snapshots), health)
+    stream_agent.register(app, settings, demand.wiring(settings, registry, drift_snapshots))
+    stream_agent.register(app, settings, supply_chain.wiring(settings, registry, drift_snapshots), health)
 
     lag_series = metrics.LagSeries()
 
