@@ -143,8 +143,9 @@ class DemandSettings(BaseModel):
 class SupplyChainSettings(BaseModel):
     """Supply-chain anomaly scoring (agents/supply_chain.py, stream_app/scoring/supply_chain.py)."""
 
-    # Below this confidence the deterministic rules decide instead of the model.
-    min_confidence: float = Field(0.6, ge=0.0, le=1.0)
+    # Below this competence (the model's coverage: what it could see of a transaction) the
+    # deterministic rules decide instead of the model.
+    min_confidence: float = Field(0.8, ge=0.0, le=1.0)
     # Model alerts with a calibrated attack probability at or above this are critical.
     critical_score: float = Field(0.9, ge=0.0, le=1.0)
     # A source first seen less than this many days ago is brand-new (rule: with a controlled product).

@@ -118,7 +118,7 @@ class TrainConfig:
     # evaluation replay
     batch_size: int = 256
     embedding_refresh_every: int = 1000
-    min_confidence: float = 0.6  # as the live gate (settings.supply_chain), for the product figures
+    min_confidence: float = 0.8  # as the live gate (settings.supply_chain), for the product figures
     new_node_days: float = 7.0
     seed: int = 0
     threads: int = 1
@@ -725,8 +725,8 @@ def _build_report(manifest: dict[str, Any], source: Optional[dict[str, Any]], se
               "An instance (a kind and a lot: a counterfeiter's deliveries, a ring's hops) counts as detected when any of "
               "its shipments is flagged. Precision per kind: its flagged shipments among those plus every flagged normal "
               "transaction (the precision if it were the only attack); 'all attacks' is the overall precision. "
-              f"Product: the model decides at confidence >= {manifest['train_config']['min_confidence']:g}, the rules below "
-              "it (as a worker does)."),
+              f"Product: the model decides at competence (coverage) >= {manifest['train_config']['min_confidence']:g}, "
+              "the rules below it (as a worker does)."),
     )
     detector_rows = []
     for d in DETECTORS:
@@ -744,7 +744,7 @@ def _build_report(manifest: dict[str, Any], source: Optional[dict[str, Any]], se
         ["Confidence", "Decisions", "Flags", "Mean confidence", "Decision matched the verdict", "Flags that were attacks"],
         [[r["band"], r["decisions"], r["flags"], r["mean_confidence"], r["right"], r["flags_right"]] for r in rel],
         note="Confidence = decisiveness (how clearly the evidence sits on its side of the threshold) x coverage (what the "
-             "model could not see). A flag is a request for review at the target flag rate, so flags near the threshold "
+             "model could not see); only a low coverage hands a decision to the rules. A flag is a request for review at the target flag rate, so flags near the threshold "
              "are mostly normal transactions; the score (P(attack)) says how likely an attack is.",
     )
     rk = manifest["metrics"]["ranking"]

@@ -136,14 +136,17 @@ def test_a_broken_model_falls_back_to_rules_with_the_reason(supply_chain_model_d
     assert again.score.decision_source == "rule" and "failed at inference" in again.score.reason
 
 
-def test_low_confidence_hands_the_decision_to_the_rules(scorer: SupplyChainScorer) -> None:
+def test_only_a_model_out_of_its_depth_hands_the_decision_to_the_rules(scorer: SupplyChainScorer) -> None:
     ensemble = scorer.model.ensemble
     thr = ensemble.threshold
-    # three transactions: far above, just above (unsure, no rule), just above (unsure, rule fired)
-    stats = {d: np.zeros(3) for d in ("gnn", "vae", "hst", "robust")}
+    # far above; just above (unsure, fully competent); just above, two views missing (out of its
+    # depth), no rule; the same with a rule fired
+    stats = {d: np.zeros(4) for d in ("gnn", "vae", "hst", "robust")}
     fired = rules.RuleResult([], ["lot_two_places"], ["a lot at two places"])
     quiet = rules.RuleResult([], [], [])
-    a = Assessment(x=np.zeros((3, 1)), statistics=stats, coverage=np.ones(3), rules=[quiet, quiet, fired])
+    blind = 0.85 * 0.9  # no embedding for an endpoint, no amount reference
+    a = Assessment(x=np.zeros((4, 1)), statistics=stats, coverage=np.array([1.0, 1.0, blind, blind]),
+                   rules=[quiet, quiet, quiet, fired])
     # craft surprises through the detector calibration: push the VAE statistic to the wanted evidence
     vae = ensemble.detectors["vae"]
     grid = np.linspace(0, 200, 200001)
@@ -152,11 +155,12 @@ def test_low_confidence_hands_the_decision_to_the_rules(scorer: SupplyChainScore
     def stat_for(evidence: float) -> float:
         return float(grid[np.searchsorted(s, evidence)])
 
-    stats["vae"][:] = [stat_for(thr + 6.0), stat_for(thr + 0.02), stat_for(thr + 0.02)]
-    d = decide(a, ensemble, SupplyChainSettings(min_confidence=0.6))
-    assert d.model_flag.tolist() == [True, True, True]
-    assert d.model_decides.tolist() == [True, False, False]
-    assert d.flagged.tolist() == [True, False, True]
+    stats["vae"][:] = [stat_for(thr + 6.0), stat_for(thr + 0.02), stat_for(thr + 0.02), stat_for(thr + 0.02)]
+    d = decide(a, ensemble, SupplyChainSettings(min_confidence=0.8))
+    assert d.model_flag.tolist() == [True, True, True, True]
+    # a moderate margin is an answer: the model decides and flags, at a low confidence
+    assert d.model_decides.tolist() == [True, True, False, False]
+    assert d.flagged.tolist() == [True, True, False, True]
     assert d.confidence[0] > 0.99 and d.confidence[1] < 0.6
 
 
