@@ -18,7 +18,9 @@ from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from agents import graph_snapshots
 from agents.drift import DriftSnapshots, DriftTracker
+from agents.graph_snapshots import GraphSnapshots
 from stream_app.kafka_io import side_consumer
 from stream_app.decoding import Limits, decode_message
 from stream_app.intake import RawMessage, limits_from_settings
@@ -31,6 +33,9 @@ from schemas import SupplyChainTransaction, SupplyChainVerdict
 from stream_app import metrics
 from stream_app.registry import ModelRegistry, ModelVersion
 from stream_app.scoring.supply_chain import MODEL_NAME, ScoredTransaction, SupplyChainModel, SupplyChainScorer
+from stream_app.features.supply_chain import RobustStats
+from stream_app.graph.snapshot import BadSnapshot, GraphSnapshot
+from stream_app.graph.state import TransactionGraph
 from stream_app.settings import Settings
 from stream_app.streams.supply_chain import SUPPLY_CHAIN, drift_values
 
@@ -73,12 +78,16 @@ class GraphFollower:
     and read to the high-water mark that fetch reported. Every scoring batch waits for this, so
     it is checked each `poll_ms` rather than once per fetch cycle (which cost batches ~50 ms)."""
 
-    def __init__(self, settings: Settings, handle: ScorerHandle, poll_ms: int = 5) -> None:
+    def __init__(self, settings: Settings, handle: ScorerHandle, poll_ms: int = 5,
+                 snapshots: Optional[GraphSnapshots] = None) -> None:
         self.settings = settings
         self.handle = handle
+        self.snapshots = snapshots  # the shared graph snapshots (agents/graph_snapshots.py)
+        self.started_at: dict[TopicPartition, int] = {}  # where reading began (a snapshot's offsets, or 0)
         self.poll_ms = poll_ms
         self.lag_ms = settings.supply_chain.graph_sync_lag_ms
-        self.applied = 0
+        self.applied = 0  # new transactions applied to the graph
+        self.verdicts_read = 0
         self._waiters: list[tuple[float, asyncio.Event]] = []  # (asked at, epoch ms; set when caught up)
 
     async def sync(self, timeout: float) -> bool:
@@ -94,18 +103,68 @@ class GraphFollower:
             log.debug("graph follower did not catch up within %.2fs; scoring anyway", timeout)
             return False
 
-    async def run(self) -> None:
-        """Until cancelled; a failure restarts the consumer after a pause (never the worker)."""
+    async def run(self, producer: Any = None) -> None:
+        """Until cancelled; a failure restarts the consumer after a pause (never the worker).
+        `producer`: writes the graph snapshots, when this worker is their writer."""
         while True:
             try:
-                await self._follow()
+                await self._follow(producer)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("supply-chain graph follower failed; restarting in 2 s")
                 await asyncio.sleep(2.0)
 
-    async def _follow(self) -> None:
+    async def _start_offsets(self, scorer: SupplyChainScorer) -> dict[str, dict[int, int]]:
+        """Where to read from: the latest usable snapshot's offsets, its graph loaded into the
+        scorers; {} (everything from the beginning) without one."""
+        if self.snapshots is None or not self.settings.supply_chain.graph_from_snapshot or scorer.model_version is None:
+            return {}
+        try:
+            snap = await self.snapshots.read()
+        except BadSnapshot as exc:
+            graph_snapshots.refused(exc)
+            return {}
+        except Exception:
+            log.exception("supply chain: reading the graph snapshot failed; replaying the topics from the beginning")
+            return {}
+        if snap is None:
+            return {}
+        if snap.model_version != scorer.model_version:
+            log.info("supply chain: the graph snapshot continues model %s, this worker serves %s; replaying the topics",
+                     snap.model_version, scorer.model_version)
+            return {}
+        handle = self.handle
+
+        def adopt() -> int:
+            graph, stats = TransactionGraph.from_state(snap.graph), RobustStats.from_state(snap.stats)
+            for version_scorer in {id(s): s for s in (handle.serving, handle.shadow) if s is not None}.values():
+                version_scorer.adopt_graph(graph, stats)
+            return graph.nodes
+
+        try:
+            nodes = await handle.run(adopt)
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            graph_snapshots.refused(BadSnapshot(f"its graph cannot be rebuilt: {type(exc).__name__}: {exc}"))
+            return {}
+        metrics.STATE_RESTORED.labels(STREAM).inc(nodes)
+        log.info("supply chain: graph follower starts from the snapshot of %s (%d nodes, written %.0f s ago)",
+                 snap.model_version, nodes, time.time() - snap.written_at)
+        return snap.offsets
+
+    async def _snapshot(self, producer: Any, consumer: AIOKafkaConsumer, partitions: Sequence[TopicPartition]) -> None:
+        """Between two batches: the graph as it stands with the positions it stands at."""
+        assert self.snapshots is not None
+        scorer = await self.handle.get()
+        if scorer.model_version is None:
+            return
+        offsets: dict[str, dict[int, int]] = {}
+        for tp in partitions:
+            offsets.setdefault(tp.topic, {})[tp.partition] = await consumer.position(tp)
+        graph, stats = await self.handle.run(scorer.graph_state)
+        self.snapshots.write(producer, GraphSnapshot(scorer.model_version, offsets, graph, stats, time.time()))
+
+    async def _follow(self, producer: Any = None) -> None:
         topics = self.settings.topics
         scorer = await self.handle.get()  # loads the model (and the graph) before reading
         loop = asyncio.get_running_loop()
@@ -121,8 +180,16 @@ class GraphFollower:
                     partitions = []
                     await asyncio.sleep(0.5)
             consumer.assign(partitions)
-            await consumer.seek_to_beginning(*partitions)
-            log.info("graph follower reads %d partitions of %s", len(partitions), ", ".join(wanted))
+            start = await self._start_offsets(scorer)
+            for tp in partitions:
+                offset = start.get(tp.topic, {}).get(tp.partition)
+                if offset is None:
+                    await consumer.seek_to_beginning(tp)
+                else:
+                    consumer.seek(tp, offset)
+                self.started_at[tp] = offset or 0
+            log.info("graph follower reads %d partitions of %s%s", len(partitions), ", ".join(wanted),
+                     " from the graph snapshot's offsets" if start else "")
             while True:
                 batches = await consumer.getmany(timeout_ms=self.poll_ms, max_records=5000)
                 transactions = [r.value for tp, rs in batches.items() if tp.topic == wanted[0] for r in rs]
@@ -132,8 +199,11 @@ class GraphFollower:
                         self.handle.executor, _observe_transactions, scorer, transactions, self.handle.limits)
                 if verdicts:
                     await loop.run_in_executor(self.handle.executor, _observe_verdicts, scorer, verdicts, self.handle.limits)
+                    self.verdicts_read += len(verdicts)
                 if self._waiters:
                     await self._release(consumer, partitions)
+                if producer is not None and self.snapshots is not None and self.snapshots.due():
+                    await self._snapshot(producer, consumer, partitions)
                 scorer = await self.handle.get()  # a new one after a fallback to rules (same graph)
         finally:
             await consumer.stop()
@@ -239,7 +309,8 @@ def wiring(settings: Settings, registry: ModelRegistry, drift_snapshots: Optiona
     graph follower, waited for before each batch; verdicts as truth."""
     handle = ScorerHandle(registry, settings)
     conf = settings.supply_chain
-    follower = GraphFollower(settings, handle) if conf.follow_graph else None
+    snapshots = GraphSnapshots(settings) if conf.follow_graph else None
+    follower = GraphFollower(settings, handle, snapshots=snapshots) if conf.follow_graph else None
     for result in VERDICT_RESULTS:  # series at zero from the start
         metrics.OUTCOMES.labels(STREAM, result)
 
@@ -251,13 +322,20 @@ def wiring(settings: Settings, registry: ModelRegistry, drift_snapshots: Optiona
 
     if follower is None:
         return StreamWiring(SUPPLY_CHAIN, handle, build, truths=truths)
-    graph = follower
+    graph, shared = follower, snapshots
+    assert shared is not None
 
-    async def warm(_messages: Sequence[RawMessage], _assigned: Mapping[int, int]) -> None:
+    async def warm(_messages: Sequence[RawMessage], assigned: Mapping[int, int]) -> None:
+        # The worker holding partition 0 writes the shared graph snapshots.
+        shared.writer = 0 in assigned
         await graph.sync(conf.graph_sync_timeout_s)
 
-    async def follow_graph(_producer: Any) -> None:
-        await graph.run()
+    async def revoked(partitions: set[int]) -> None:
+        if 0 in partitions:
+            shared.writer = False
 
-    return StreamWiring(SUPPLY_CHAIN, handle, build, truths=truths, warm=warm,
+    async def follow_graph(producer: Any) -> None:
+        await graph.run(producer)
+
+    return StreamWiring(SUPPLY_CHAIN, handle, build, truths=truths, warm=warm, revoked=revoked,
                         tasks={"follow_transaction_graph": follow_graph})

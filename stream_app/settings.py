@@ -38,6 +38,9 @@ class Topics(BaseModel):
     # the drift detectors of the streams without one.
     maintenance_state: str = "maintenance-state"
     drift_state: str = "drift-state"
+    # Internal (compacted): the supply-chain graph, shared so a starting worker need not replay
+    # the whole transactions topic.
+    supply_chain_graph: str = "supply-chain-graph"
     # The alert chains' links (stream_app/audit): what `stream-app audit verify` checks alerts
     # and explanations against. Keep it as long as the alerts.
     alert_audit: str = "alert-audit"
@@ -162,6 +165,12 @@ class SupplyChainSettings(BaseModel):
     # fetch for its full wait, ~20-40 ms of latency). With several workers, transactions on other
     # workers' partitions in the same instant are being scored concurrently anyway.
     graph_sync_lag_ms: float = Field(20.0, ge=0.0)
+    # The graph is shared through snapshots in the compacted supply-chain-graph topic
+    # (agents/graph_snapshots.py): the worker holding partition 0 of the transactions topic
+    # writes one this often (0: never), and a starting worker's follower loads the latest and
+    # reads the topics on from its offsets, instead of from the beginning.
+    graph_snapshot_interval_s: float = Field(300.0, ge=0.0)
+    graph_from_snapshot: bool = True
     # Lots not moved for this long are forgotten (memory).
     lot_retention_days: float = Field(60.0, gt=0.0)
     batch_max: int = Field(500, ge=1)

@@ -114,7 +114,7 @@ def plan(settings: Settings, brokers: int) -> list[TopicSpec]:
     if unknown:
         raise TopicsError(f"TOPIC_CONFIG__{unknown[0].upper()}: no such topic; topics are "
                           f"{', '.join(k.upper() for k in Topics.model_fields)}")
-    compacted = {settings.topics.maintenance_state, settings.topics.drift_state}
+    compacted = {settings.topics.maintenance_state, settings.topics.drift_state, settings.topics.supply_chain_graph}
     default_replication = replication_factor(settings, brokers)
     specs = []
     for key, name in names.items():

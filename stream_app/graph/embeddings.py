@@ -111,6 +111,14 @@ class EmbeddingRefresher:
         log.debug("embeddings refreshed: %d nodes, %d edges in %.1f ms", table.nodes, table.edges,
                   1000 * (time.perf_counter() - started))
 
+    def refresh_now(self, graph: TransactionGraph) -> None:
+        """A table of this graph before the next score (another graph replaced the one the
+        table was made from). Call from the thread that mutates the graph."""
+        self.wait()
+        snap = pyg.snapshot(graph, self.min_edge_count)
+        self._last_applied, self._last_time = graph.applied, time.monotonic()
+        self._build(snap, graph.applied)
+
     def wait(self, timeout: Optional[float] = None) -> None:
         """Until a running refresh has finished (tests, shutdown)."""
         running = self._running

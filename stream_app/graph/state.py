@@ -345,6 +345,7 @@ class TransactionGraph:
                  {n: [list(r) for r in rs] for n, rs in l.sent.items()} if l.ledger else None]
                 for lot_id, l in self.lots.items() if l.last_ts >= horizon]
         ids = list(self._seen)[-snapshot_ids:] + list(self._snapshot_ids)[: max(0, snapshot_ids - len(self._seen))]
+        shipments = list(self._shipments.items())[-snapshot_ids:]
         return {
             "version": STATE_VERSION,
             "observed_since": self.observed_since,
@@ -360,6 +361,10 @@ class TransactionGraph:
             "routes": [[s, d, p, ts] for (s, d, p), ts in self.routes.items()],
             "implicated": [[n, s] for n, s in self.implicated.items()],
             "event_ids": ids,
+            # the latest shipments' routes: a verdict read after the snapshot still implicates
+            "shipments": [[shipment, src, dst] for shipment, (src, dst) in shipments],
+            # confirmed verdicts waiting for their shipment
+            "pending_verdicts": [v.model_dump(mode="json") for v in self._pending_verdicts.values()],
         }
 
     @classmethod
@@ -391,6 +396,11 @@ class TransactionGraph:
         graph.quiet_s = float(state.get("quiet_s", _DAY))
         graph.applied = state["applied"]
         graph._snapshot_ids = frozenset(state["event_ids"])
+        for shipment, src, dst in state.get("shipments", ()):
+            graph._shipments[shipment] = (src, dst)
+        for raw in state.get("pending_verdicts", ()):
+            verdict = SupplyChainVerdict.model_validate(raw)
+            graph._pending_verdicts[verdict.shipment_id] = verdict
         graph._anchor_pending = anchor and graph.applied > 0
         return graph
 

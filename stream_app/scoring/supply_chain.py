@@ -339,6 +339,25 @@ class SupplyChainScorer:
         if self.refresher is not None:
             self.refresher.maybe_refresh(self.graph)
 
+    # --- the shared graph snapshot (agents/graph_snapshots.py) ---------------------------------------
+    def graph_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The graph and the amount statistics as plain containers, at one point between
+        batches (from the inference thread)."""
+        with self._lock:
+            return self.graph.to_state(self.settings.lot_retention_days * _DAY), self.stats.to_state()
+
+    def adopt_graph(self, graph: TransactionGraph, stats: RobustStats) -> None:
+        """Go on from a shared snapshot's graph and statistics instead of this scorer's own (a
+        worker starting up); the embeddings are made from it before the next score. Every scorer
+        sharing the old graph (a shadow) must adopt the same objects."""
+        with self._lock:
+            if graph.budget is None:
+                graph.budget = _node_budget(graph, self.settings)
+                graph.bound_memory(self.settings.dedupe_events, self.settings.remembered_shipments)
+            self.graph, self.stats = graph, stats
+            if self.refresher is not None:
+                self.refresher.refresh_now(graph)
+
     # --- entities (graph nodes) ----------------------------------------------------------------------
     def _evict(self) -> None:
         """Hold the state budget: forget the least recently active and the idle nodes."""
