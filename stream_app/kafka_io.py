@@ -157,6 +157,19 @@ def encode_json(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), default=str).encode()
 
 
+class FaustStyleSender:
+    """Faust's producer `send(topic, key, value, partition, timestamp, headers)` over a plain
+    aiokafka producer: what the state writers (snapshots, the graph) are handed in a worker, for
+    tools and tests that run them without Faust."""
+
+    def __init__(self, producer: AIOKafkaProducer) -> None:
+        self.producer = producer
+
+    async def send(self, topic: str, key: Optional[bytes], value: Optional[bytes], partition: Optional[int],
+                   _timestamp: Any = None, _headers: Any = None) -> Any:
+        return await self.producer.send(topic, value, key=key, partition=partition)
+
+
 def json_producer(bootstrap: str, **kwargs: Any) -> AIOKafkaProducer:
     # acks=all: a producer of this product never treats an unacknowledged send as delivered.
     return AIOKafkaProducer(**aiokafka_options(bootstrap), acks="all", linger_ms=5, **kwargs)

@@ -20,7 +20,7 @@ from agents.supply_chain import GraphFollower, ScorerHandle
 from schemas import SupplyChainTransaction
 from stream_app import metrics
 from stream_app.graph import snapshot
-from stream_app.kafka_io import ensure_topics, read_partition_latest
+from stream_app.kafka_io import FaustStyleSender, ensure_topics, read_partition_latest
 from stream_app.registry import ModelRegistry
 from stream_app.settings import Settings, SupplyChainSettings
 from tests.integration.kafka_clients import produce
@@ -30,16 +30,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 PARTITIONS = 4
 TX, VERDICTS, GRAPH = "supply-chain-transactions", "supply-chain-verdicts", "supply-chain-graph"
-
-
-class _Producer:
-    """Faust's send signature over aiokafka (what the follower is given in a worker)."""
-
-    def __init__(self, producer: AIOKafkaProducer) -> None:
-        self.producer = producer
-
-    async def send(self, topic: str, key: bytes, value: bytes, partition: int, _ts: Any, _headers: Any) -> Any:
-        return await self.producer.send(topic, value, key=key, partition=partition)
 
 
 async def _until(check: Callable[[], bool], timeout: float = 60.0) -> None:
@@ -115,7 +105,7 @@ async def _scenario(bootstrap: str, supply_chain_model_dir: Path) -> None:
     tasks: list[asyncio.Task[None]] = []
     try:
         # the writer: reads everything from the beginning, then writes a snapshot
-        a, handle_a, shared_a, task = await _follower(settings, supply_chain_model_dir, _Producer(aio), writer=True)
+        a, handle_a, shared_a, task = await _follower(settings, supply_chain_model_dir, FaustStyleSender(aio), writer=True)
         tasks.append(task)
         await _until(lambda: a.applied >= len(first))
         # the verdicts after the shipments they judge (a verdict implicates an edge by how many

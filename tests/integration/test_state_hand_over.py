@@ -18,7 +18,7 @@ from agents.maintenance import drift_values
 from agents.maintenance_state import MARKER_KEY, MachineStateKeeper
 from schemas import SensorReading
 from stream_app.intake import RawMessage
-from stream_app.kafka_io import encode_json, ensure_topics, read_partition_latest
+from stream_app.kafka_io import FaustStyleSender, encode_json, ensure_topics, read_partition_latest
 from stream_app.registry import ModelRegistry
 from stream_app.scoring.maintenance import MaintenanceScorer
 from stream_app.settings import DriftSettings, Settings
@@ -29,16 +29,6 @@ pytestmark = pytest.mark.slow
 PARTITIONS = 2
 # Small reference windows so the detectors report drifts within a few thousand readings.
 DRIFT = DriftSettings(reference_size=200, min_effect=0.5, kswin_every=5)
-
-
-class _Producer:
-    """The producer interface the keeper uses (Faust's send signature) over aiokafka."""
-
-    def __init__(self, producer: AIOKafkaProducer) -> None:
-        self.producer = producer
-
-    async def send(self, topic: str, key: bytes, value: bytes, partition: int, _ts: Any, _headers: Any) -> Any:
-        return await self.producer.send(topic, value, key=key, partition=partition)
 
 
 class _Worker:
@@ -103,7 +93,7 @@ async def _hand_over(bootstrap: str, model_dir: Path, restore: bool) -> tuple[_W
             for i in range(0, snapshot_at, 250):
                 await old.batch(messages[i : min(i + 250, snapshot_at)])
             old.keeper._last_partition = p - 1  # this partition's turn
-            assert await old.keeper.snapshot(old.scorer, _Producer(aio)) > 0
+            assert await old.keeper.snapshot(old.scorer, FaustStyleSender(aio)) > 0
             await old.keeper.written()
             for i in range(snapshot_at, died_at, 250):  # scored past the snapshot, then dies
                 await old.batch(messages[i : min(i + 250, died_at)])
@@ -186,7 +176,7 @@ async def _overlapping_owners(bootstrap: str, model_dir: Path) -> tuple[_Worker,
 
             async def snapshot(worker: _Worker) -> None:
                 worker.keeper._last_partition = p - 1
-                assert await worker.keeper.snapshot(worker.scorer, _Producer(aio)) > 0
+                assert await worker.keeper.snapshot(worker.scorer, FaustStyleSender(aio)) > 0
                 await worker.keeper.written()
 
             await feed(a, 0, s1)
@@ -227,12 +217,12 @@ def test_other_streams_drift_detectors_go_on_from_their_snapshot_on_the_drift_st
         aio = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
         await aio.start()
         try:
-            store = DriftSnapshots(settings, lambda: _Producer(aio))
+            store = DriftSnapshots(settings, lambda: FaustStyleSender(aio))
             old = DriftTracker("supply_chain", DRIFT, extract, (), store)
             await old.restore({1})
             old.observe([float(i % 7) for i in range(400)], list(range(400)), origin)
             await old.store(old.snapshots())
-            new = DriftTracker("supply_chain", DRIFT, extract, (), DriftSnapshots(settings, lambda: _Producer(aio)))
+            new = DriftTracker("supply_chain", DRIFT, extract, (), DriftSnapshots(settings, lambda: FaustStyleSender(aio)))
             await new.restore({1})
             old.observe([5.0] * 10, list(range(10)), origin[:10])  # after the snapshot: not in it
             store.revoked({1})
@@ -246,7 +236,7 @@ def test_other_streams_drift_detectors_go_on_from_their_snapshot_on_the_drift_st
     assert came_back == taken_over
 
 
-class _MarkerLost(_Producer):
+class _MarkerLost(FaustStyleSender):
     """A snapshot cut short: its machine records reach the broker, its marker never does (the
     writer killed, or the broker gone, between the two)."""
 
@@ -277,7 +267,7 @@ async def _snapshot_cut_short(bootstrap: str, model_dir: Path) -> tuple[_Worker,
 
             await feed(old, 0, first)
             old.keeper._last_partition = p - 1
-            assert await old.keeper.snapshot(old.scorer, _Producer(aio)) > 0
+            assert await old.keeper.snapshot(old.scorer, FaustStyleSender(aio)) > 0
             await old.keeper.written()
             await feed(old, first, second)
             old.keeper._last_partition = p - 1
@@ -327,7 +317,7 @@ async def _budget_hand_over(bootstrap: str, model_dir: Path) -> tuple[_Worker, _
 
         async def snapshot() -> None:
             old.keeper._last_partition = -1
-            await old.keeper.snapshot(old.scorer, _Producer(aio))
+            await old.keeper.snapshot(old.scorer, FaustStyleSender(aio))
             await old.keeper.written()
 
         await feed(old, 0, n // 3)
