@@ -22,6 +22,7 @@ milliseconds for thousands of nodes), and the memory beyond the latest 50,000 tr
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from typing import Any, Optional
@@ -47,6 +48,7 @@ class GraphSnapshots:
         self._last = time.monotonic()
         self._writing: Optional[asyncio.Future[None]] = None
         self._slot: Optional[int] = None  # where the next snapshot goes
+        self._mark: Optional[tuple[int, str]] = None  # what the last snapshot held
 
     async def _records(self) -> dict[bytes, bytes]:
         return await read_partition_latest(self.settings, self.topic, 0, READ_STALL_S, 100)
@@ -63,6 +65,16 @@ class GraphSnapshots:
         if self._writing is not None and not self._writing.done():
             return False
         return time.monotonic() - self._last >= self.interval
+
+    def changed(self, applied: int, offsets: dict[str, dict[int, int]]) -> bool:
+        """Whether the graph moved since the last snapshot (what it applied, where it read);
+        either way, the next check is an interval away."""
+        self._last = time.monotonic()
+        mark = (applied, json.dumps(offsets, sort_keys=True))
+        if mark == self._mark:
+            return False
+        self._mark = mark
+        return True
 
     def write(self, producer: Any, snap: GraphSnapshot) -> None:
         """Write in the background (the follower goes on reading meanwhile)."""
@@ -87,6 +99,7 @@ class GraphSnapshots:
             for key, value in records:
                 await (await producer.send(self.topic, key, value, 0, None, None))
         except Exception:  # the graph is written next time; scoring goes on
+            self._mark = None
             log.exception("supply chain: writing the graph snapshot failed")
             return
         self._slot = 1 - slot

@@ -161,6 +161,8 @@ class GraphFollower:
         offsets: dict[str, dict[int, int]] = {}
         for tp in partitions:
             offsets.setdefault(tp.topic, {})[tp.partition] = await consumer.position(tp)
+        if not self.snapshots.changed(scorer.graph.applied, offsets):
+            return  # nothing new since the last one
         graph, stats = await self.handle.run(scorer.graph_state)
         self.snapshots.write(producer, GraphSnapshot(scorer.model_version, offsets, graph, stats, time.time()))
 

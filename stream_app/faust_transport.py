@@ -68,7 +68,13 @@ def transport_class(fetch_max_wait_ms: int) -> type[driver.Transport]:
             if records is None or self.should_stop:
                 return
             if not self.flow_active:
-                await self.perform_seek()  # as Faust does: read again from the committed offsets
+                # As Faust does: read again from the committed offsets. A partition revoked
+                # meanwhile makes the seek raise; that must not crash the fetcher (and with it
+                # the worker): the next assignment seeks again.
+                try:
+                    await self.perform_seek()
+                except Exception as exc:
+                    self.log.warning("seek to committed offsets while flow is paused failed: %r", exc)
                 return
             generation = self.app.consumer_generation_id
             rest = {}
