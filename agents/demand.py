@@ -58,9 +58,8 @@ from stream_app import metrics
 from stream_app.deadletter import build_dead_letter
 from stream_app.decoding import DecodeFailure
 from stream_app.lifecycle.live import LiveStats
-from stream_app.registry import ModelRegistry, ModelVersion
+from stream_app.registry import ModelRegistry
 from stream_app.scoring.demand import MODEL_NAME, Accuracy, DemandScorer, EventResult
-from stream_app.scoring.demand_model import LoadedDemandModel
 from stream_app.settings import Settings
 from stream_app.streams.demand import DEMAND
 from stream_app.training.demand_metrics import HORIZON_BUCKETS
@@ -118,17 +117,7 @@ class DemandHandle(SharedScorer[DemandScorer]):
         # since start, per horizon day: checked, covered, |error|, pinball, realised units
         self.accuracy = np.zeros((5, 0))
 
-    def load_version(self, version: ModelVersion) -> DemandScorer:
-        return DemandScorer.from_version(version, self.settings.demand)
-
-    def successor(self, old: DemandScorer, version: ModelVersion) -> DemandScorer:
-        old.use_model(LoadedDemandModel.from_version(version))
-        return old
-
     # --- shadow and live accuracy (inference thread, unless said otherwise) -------------------
-    def shadow_of(self, serving: DemandScorer, version: ModelVersion) -> DemandScorer:
-        return serving.beside(LoadedDemandModel.from_version(version))
-
     def score_batch(self, events: list[SalesEvent], clocks: Optional[list[int]] = None) -> list[EventResult]:
         return self.score_with(self.serving, events, clocks)
 

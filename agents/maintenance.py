@@ -21,7 +21,7 @@ from agents.shared_scorer import SharedScorer
 from agents.stream_agent import StreamWiring
 from schemas import MaintenanceOutcome, SensorReading
 from stream_app import metrics
-from stream_app.registry import ModelRegistry, ModelVersion
+from stream_app.registry import ModelRegistry
 from stream_app.scoring.maintenance import MODEL_NAME, MaintenanceScorer, ScoredReading
 from stream_app.settings import Settings
 from stream_app.streams.maintenance import MAINTENANCE, drift_values
@@ -40,9 +40,6 @@ class ScorerHandle(SharedScorer[MaintenanceScorer]):
     def __init__(self, registry: ModelRegistry, settings: Settings) -> None:
         super().__init__(STREAM, MODEL_NAME, settings, lambda: MaintenanceScorer.load(registry, settings.maintenance), registry)
         self.keeper = MachineStateKeeper(settings, self.run)
-
-    def load_version(self, version: ModelVersion) -> MaintenanceScorer:
-        return MaintenanceScorer.from_version(version, self.settings.maintenance)
 
     def score_shadow(self, shadow: MaintenanceScorer, events: list[SensorReading]) -> list[ScoredReading]:
         # A shadow's alerts are never published: explained only when it serves a share (A/B).

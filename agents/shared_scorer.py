@@ -238,18 +238,15 @@ class SharedScorer(Generic[S]):
         _close(old)
         return new
 
-    def load_version(self, version: ModelVersion) -> S:
-        """In the inference thread: a scorer of a named version (raises when unusable)."""
-        raise NotImplementedError
-
     def shadow_of(self, serving: S, version: ModelVersion) -> S:
-        """In the inference thread: a scorer of `version` to run beside `serving`."""
-        return self.load_version(version)
+        """In the inference thread: a scorer of `version` to run beside `serving` (the contract's
+        beside_version)."""
+        return serving.beside_version(version)  # type: ignore[return-value]
 
     def successor(self, old: S, version: ModelVersion) -> S:
-        """In the inference thread: the scorer that takes over from `old` for `version` (it
-        may be `old` itself, given the new model)."""
-        return self.load_version(version)
+        """In the inference thread: the scorer that takes over from `old` for `version` (the
+        contract's successor; it may be `old` itself, given the new model)."""
+        return old.successor(version)  # type: ignore[return-value]
 
     def write_live(self) -> None:
         """Live counters of the served and shadow versions, for the promotion gate."""

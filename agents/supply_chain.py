@@ -31,8 +31,8 @@ from agents.shared_scorer import SharedScorer
 from agents.stream_agent import StreamWiring
 from schemas import SupplyChainTransaction, SupplyChainVerdict
 from stream_app import metrics
-from stream_app.registry import ModelRegistry, ModelVersion
-from stream_app.scoring.supply_chain import MODEL_NAME, ScoredTransaction, SupplyChainModel, SupplyChainScorer
+from stream_app.registry import ModelRegistry
+from stream_app.scoring.supply_chain import MODEL_NAME, ScoredTransaction, SupplyChainScorer
 from stream_app.features.supply_chain import RobustStats
 from stream_app.graph.snapshot import BadSnapshot, GraphSnapshot
 from stream_app.graph.state import TransactionGraph
@@ -55,16 +55,7 @@ class ScorerHandle(SharedScorer[SupplyChainScorer]):
         super().__init__(STREAM, MODEL_NAME, settings, lambda: SupplyChainScorer.load(registry, settings.supply_chain),
                          registry)
 
-    def load_version(self, version: ModelVersion) -> SupplyChainScorer:
-        return SupplyChainScorer.from_version(version, self.settings.supply_chain)
-
     supports_shadow = True
-
-    def successor(self, old: SupplyChainScorer, version: ModelVersion) -> SupplyChainScorer:
-        return old.with_model(SupplyChainModel.from_version(version)[0])
-
-    def shadow_of(self, serving: SupplyChainScorer, version: ModelVersion) -> SupplyChainScorer:
-        return serving.beside(SupplyChainModel.from_version(version)[0])
 
     def entity_of(self, event: SupplyChainTransaction) -> str:
         return SUPPLY_CHAIN.key_of(event)

@@ -19,6 +19,9 @@ agent chooses: see stream_app/scoring/demand.py). Its per-entity state is bounde
     knows(entity)          whether state is held for it; `entities`: how many are held
     rules_only(reason)     the same stream without its model (the model failed at inference),
                            on the same rules, never raising for a model problem
+    successor(version)     the scorer that serves a registry version from now on (promotion,
+                           rollback): what state it keeps is the stream's (its docstring says)
+    beside_version(version)  a candidate version scoring beside this one (shadow, A/B)
     model_version          the version that produced the results (None: rules only)
 """
 
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Optional, Protocol, Sequence, runtime_checkable
 
+from stream_app.registry import ModelVersion
 from stream_app.state_budget import EntityBudget
 
 
@@ -50,3 +54,7 @@ class StreamScorer(Protocol):
     def entities(self) -> int: ...
 
     def rules_only(self, reason: str) -> "StreamScorer": ...
+
+    def successor(self, version: ModelVersion) -> "StreamScorer": ...
+
+    def beside_version(self, version: ModelVersion) -> "StreamScorer": ...

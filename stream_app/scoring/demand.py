@@ -334,6 +334,16 @@ class DemandScorer:
         shadow.is_shadow = True
         return shadow
 
+    def successor(self, version: ModelVersion) -> "DemandScorer":
+        """Takes over itself with `version`: the daily histories stay, the model changes
+        (use_model). Raises when the version cannot be used."""
+        self.use_model(LoadedDemandModel.from_version(version))
+        return self
+
+    def beside_version(self, version: ModelVersion) -> "DemandScorer":
+        """A candidate `version` forecasting beside this one, on the same daily histories (beside)."""
+        return self.beside(LoadedDemandModel.from_version(version))
+
     def adopt(self, shadow: "DemandScorer") -> None:
         """Serve the shadow's model from the next batch on, warm: the daily histories stay (they
         were shared), and the shadow's forecast memory replaces this scorer's, so interval and

@@ -478,6 +478,16 @@ class MaintenanceScorer:
         loaded = LoadedModel.from_version(version)
         return cls(settings, loaded, rules, initial_capacity=initial_capacity, explain=explain)
 
+    def successor(self, version: ModelVersion) -> "MaintenanceScorer":
+        """The scorer that takes over from this one with `version` (a promotion, a rollback):
+        a fresh one, since machine states are the model's own (a taken-over shadow keeps its).
+        Raises when the version cannot be used."""
+        return type(self).from_version(version, self.settings, max(self._state.capacity, 1))
+
+    def beside_version(self, version: ModelVersion) -> "MaintenanceScorer":
+        """A candidate `version` to score beside this one, with machine states of its own."""
+        return type(self).from_version(version, self.settings, max(self._state.capacity, 1))
+
     @classmethod
     def _rules_only(
         cls, settings: MaintenanceSettings, rules: Optional[RuleSet], reason: str, capacity: int

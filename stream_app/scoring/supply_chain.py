@@ -298,6 +298,14 @@ class SupplyChainScorer:
         self.close()
         return scorer
 
+    def successor(self, version: ModelVersion) -> "SupplyChainScorer":
+        """The scorer that takes over from this one with `version`, on this one's live graph."""
+        return self.with_model(SupplyChainModel.from_version(version)[0])
+
+    def beside_version(self, version: ModelVersion) -> "SupplyChainScorer":
+        """A candidate `version` to score beside this one, on the same live graph (see beside)."""
+        return self.beside(SupplyChainModel.from_version(version)[0])
+
     def close(self) -> None:
         if self.refresher is not None:
             self.refresher.close()

@@ -236,3 +236,38 @@ def test_rules_only_scores_every_event_without_the_model(case: Case) -> None:
     results = fallback.score_batch(events[10:])
     assert [case.event_id(r) for r in results] == [e.event_id for e in events[10:]]
 
+
+MODEL_NAMES = {"maintenance": "maintenance", "supply_chain": "supply-chain", "demand": "demand"}
+
+
+def test_a_version_is_swapped_in_and_shadowed_by_the_same_verbs(case: Case) -> None:
+    """successor(version) serves a registry version from now on, beside_version(version) scores a
+    candidate next to the served one; each stream keeps the state its docstring says: supply
+    chain's graph and demand's daily histories are shared, machine states are each model's own."""
+    version = _version(MODEL_NAMES[case.stream])
+    scorer = case.make({})
+    stream = case.events()
+    n = len(stream)
+    events, middle, later = stream[:n // 4], stream[n // 4:3 * n // 4], stream[3 * n // 4:]
+    scorer.score_batch(events)
+    held = scorer.entities
+
+    candidate = scorer.beside_version(version)
+    assert candidate is not scorer and candidate.model_version == version.version
+    if case.stream == "demand":
+        # forecasts inside the served scorer's day closes, on its histories (scoring/demand.py)
+        assert candidate.entities == 0
+        scorer.candidate = candidate
+        shadowed = scorer.score_batch(middle)
+        assert any(r.shadow is not None and r.shadow.forecasts for r in shadowed)
+        assert all(f.forecast.model_version == version.version for r in shadowed if r.shadow for f in r.shadow.forecasts)
+        scorer.candidate = None
+        held = scorer.entities
+    else:
+        assert candidate.entities == (0 if case.stream == "maintenance" else held)
+        assert [case.event_id(r) for r in candidate.score_batch(events)] == [e.event_id for e in events]
+
+    served = scorer.successor(version)
+    assert served.model_version == version.version
+    assert served.entities == (0 if case.stream == "maintenance" else held)
+    assert [case.event_id(r) for r in served.score_batch(later)] == [e.event_id for e in later]
