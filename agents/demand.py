@@ -59,7 +59,7 @@ from stream_app.deadletter import build_dead_letter
 from stream_app.decoding import DecodeFailure
 from stream_app.lifecycle.live import LiveStats
 from stream_app.registry import ModelRegistry
-from stream_app.scoring.demand import MODEL_NAME, Accuracy, DemandScorer, EventResult
+from stream_app.scoring.demand import Accuracy, DemandScorer, EventResult
 from stream_app.settings import Settings
 from stream_app.streams.demand import DEMAND
 from stream_app.training.demand_metrics import HORIZON_BUCKETS
@@ -111,7 +111,7 @@ class DemandHandle(SharedScorer[DemandScorer]):
     supports_shadow = True
 
     def __init__(self, registry: ModelRegistry, settings: Settings) -> None:
-        super().__init__(STREAM, MODEL_NAME, settings, self._load, registry)
+        super().__init__(DEMAND, settings, self._load, registry)
         self.warm: set[int] = set()
         self.calendar_read = asyncio.Event()
         # since start, per horizon day: checked, covered, |error|, pinball, realised units
@@ -364,7 +364,7 @@ def pipeline(
     drift = None
     if settings.drift.enabled:
         drift = DriftTracker(STREAM, settings.drift, drift_values, DEMAND.distribution, drift_snapshots)
-    return _PartitionedPipeline(STREAM, SalesEvent, settings, score, outputs(settings, handle), outbox, handle.executor, drift,
+    return _PartitionedPipeline(STREAM, DEMAND.event_model, settings, score, outputs(settings, handle), outbox, handle.executor, drift,
                                 audit=audit)
 
 

@@ -22,7 +22,7 @@ from agents.stream_agent import StreamWiring
 from schemas import MaintenanceOutcome, SensorReading
 from stream_app import metrics
 from stream_app.registry import ModelRegistry
-from stream_app.scoring.maintenance import MODEL_NAME, MaintenanceScorer, ScoredReading
+from stream_app.scoring.maintenance import MaintenanceScorer, ScoredReading
 from stream_app.settings import Settings
 from stream_app.streams.maintenance import MAINTENANCE, drift_values
 
@@ -38,15 +38,12 @@ class ScorerHandle(SharedScorer[MaintenanceScorer]):
     supports_shadow = True
 
     def __init__(self, registry: ModelRegistry, settings: Settings) -> None:
-        super().__init__(STREAM, MODEL_NAME, settings, lambda: MaintenanceScorer.load(registry, settings.maintenance), registry)
+        super().__init__(MAINTENANCE, settings, lambda: MaintenanceScorer.load(registry, settings.maintenance), registry)
         self.keeper = MachineStateKeeper(settings, self.run)
 
     def score_shadow(self, shadow: MaintenanceScorer, events: list[SensorReading]) -> list[ScoredReading]:
         # A shadow's alerts are never published: explained only when it serves a share (A/B).
         return shadow.score_batch(events, explain=self.share > 0)
-
-    def entity_of(self, event: SensorReading) -> str:
-        return MAINTENANCE.key_of(event)
 
 
 def outputs(settings: Settings) -> Callable[[ScoredReading], Iterator[Output]]:
@@ -104,7 +101,7 @@ def pipeline(
                              None if handed_over else drift_snapshots)
         if keeper is not None:
             keeper.drift = drift
-    args = (STREAM, SensorReading, settings, score, outputs(settings), outbox, executor, drift, fallback,
+    args = (STREAM, MAINTENANCE.event_model, settings, score, outputs(settings), outbox, executor, drift, fallback,
             answers_in_arrays(settings, MAINTENANCE.input_topic), audit)
     return StreamPipeline(*args) if keeper is None else _StatefulPipeline(keeper, *args)
 
@@ -134,7 +131,7 @@ async def apply_outcomes(handle: ScorerHandle, outbox: Outbox, messages: Sequenc
     """Failures and repairs start a machine's new life (as in training) and are joined back to
     the alerts before them. Bad outcome messages are dead-lettered like any bad input. Returns
     the number of machines reset."""
-    intake = await take_in(messages, MaintenanceOutcome, handle.settings, outbox, STREAM)
+    intake = await take_in(messages, MAINTENANCE.truth_model, handle.settings, outbox, STREAM)
     await handle.get()
     reset = 0
     for outcome in intake.events:

@@ -38,6 +38,7 @@ from stream_app.lifecycle.live import LiveStats, write_live
 from stream_app.registry import ModelRegistry, ModelVersion
 from stream_app.scoring.contract import StreamScorer
 from stream_app.settings import Settings
+from stream_app.streams import StreamDeclaration
 
 log = logging.getLogger(__name__)
 
@@ -59,14 +60,14 @@ class SharedScorer(Generic[S]):
 
     def __init__(
         self,
-        stream: str,
-        model_name: str,
+        declaration: StreamDeclaration,
         settings: Settings,
         load: Callable[[], S],
         registry: Optional[ModelRegistry] = None,
     ) -> None:
-        self.stream = stream
-        self.model_name = model_name
+        self.declaration = declaration
+        self.stream = stream = declaration.name
+        self.model_name = declaration.model_name
         self.settings = settings
         self.registry = registry
         self._load = load
@@ -133,8 +134,8 @@ class SharedScorer(Generic[S]):
         return shadow.score_batch(events)
 
     def entity_of(self, event: Any) -> Optional[str]:
-        """The id A/B splits on (None: the stream has no A/B)."""
-        return None
+        """The id A/B splits on: the entity the stream's input topic is keyed by."""
+        return self.declaration.key_of(event)
 
     def candidate_serves(self, event: Any) -> bool:
         entity = self.entity_of(event)

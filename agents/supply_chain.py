@@ -32,7 +32,7 @@ from agents.stream_agent import StreamWiring
 from schemas import SupplyChainTransaction, SupplyChainVerdict
 from stream_app import metrics
 from stream_app.registry import ModelRegistry
-from stream_app.scoring.supply_chain import MODEL_NAME, ScoredTransaction, SupplyChainScorer
+from stream_app.scoring.supply_chain import ScoredTransaction, SupplyChainScorer
 from stream_app.features.supply_chain import RobustStats
 from stream_app.graph.snapshot import BadSnapshot, GraphSnapshot
 from stream_app.graph.state import TransactionGraph
@@ -52,13 +52,9 @@ class ScorerHandle(SharedScorer[SupplyChainScorer]):
 
     def __init__(self, registry: ModelRegistry, settings: Settings) -> None:
         self.limits = limits_from_settings(settings)  # the follower decodes with the scoring agent's limits
-        super().__init__(STREAM, MODEL_NAME, settings, lambda: SupplyChainScorer.load(registry, settings.supply_chain),
-                         registry)
+        super().__init__(SUPPLY_CHAIN, settings, lambda: SupplyChainScorer.load(registry, settings.supply_chain), registry)
 
     supports_shadow = True
-
-    def entity_of(self, event: SupplyChainTransaction) -> str:
-        return SUPPLY_CHAIN.key_of(event)
 
 
 class GraphFollower:
@@ -129,8 +125,9 @@ class GraphFollower:
 
         def adopt() -> int:
             graph, stats = TransactionGraph.from_state(snap.graph), RobustStats.from_state(snap.stats)
-            for version_scorer in {id(s): s for s in (handle.serving, handle.shadow) if s is not None}.values():
-                version_scorer.adopt_graph(graph, stats)
+            for version_scorer in (handle.serving, handle.shadow):
+                if version_scorer is not None:
+                    version_scorer.adopt_graph(graph, stats)
             return graph.nodes
 
         try:
@@ -261,7 +258,7 @@ def pipeline(
     if settings.drift.enabled:
         drift = DriftTracker(STREAM, settings.drift, drift_values, SUPPLY_CHAIN.distribution, drift_snapshots)
     return StreamPipeline(
-        STREAM, SupplyChainTransaction, settings, score, outputs(settings), outbox, executor, drift, fallback,
+        STREAM, SUPPLY_CHAIN.event_model, settings, score, outputs(settings), outbox, executor, drift, fallback,
         answers_in_arrays(settings, SUPPLY_CHAIN.input_topic), audit,
     )
 
@@ -269,7 +266,7 @@ def pipeline(
 async def apply_verdicts(handle: ScorerHandle, outbox: Outbox, messages: Sequence[RawMessage], follower: bool) -> int:
     """Dead-letter bad verdicts, join good ones to this worker's decisions (live accuracy), and,
     when no follower feeds the graph, implicate attackers in it. Returns the verdicts joined."""
-    intake = await take_in(messages, SupplyChainVerdict, handle.settings, outbox, STREAM)
+    intake = await take_in(messages, SUPPLY_CHAIN.truth_model, handle.settings, outbox, STREAM)
     scorer = await handle.get()
     loop = asyncio.get_running_loop()
 
@@ -299,11 +296,10 @@ async def apply_verdicts(handle: ScorerHandle, outbox: Outbox, messages: Sequenc
 
 def wiring(settings: Settings, registry: ModelRegistry, drift_snapshots: Optional[DriftSnapshots] = None) -> StreamWiring:
     """What the supply-chain stream brings to the generic agent (agents/stream_agent.py): the
-    graph follower, waited for before each batch; verdicts as truth."""
+    graph follower, waited for before each batch, and the shared graph snapshots it reads and
+    (on the worker holding partition 0) writes; verdicts as truth."""
     handle = ScorerHandle(registry, settings)
     conf = settings.supply_chain
-    snapshots = GraphSnapshots(settings) if conf.follow_graph else None
-    follower = GraphFollower(settings, handle, snapshots=snapshots) if conf.follow_graph else None
     for result in VERDICT_RESULTS:  # series at zero from the start
         metrics.OUTCOMES.labels(STREAM, result)
 
@@ -311,24 +307,23 @@ def wiring(settings: Settings, registry: ModelRegistry, drift_snapshots: Optiona
         return pipeline(settings, handle.score_batch, outbox, handle.executor, drift_snapshots, handle.fall_back, audit)
 
     async def truths(outbox: Outbox, messages: Sequence[RawMessage]) -> int:
-        return await apply_verdicts(handle, outbox, messages, follower is not None)
+        return await apply_verdicts(handle, outbox, messages, conf.follow_graph)
 
-    if follower is None:
+    if not conf.follow_graph:
         return StreamWiring(SUPPLY_CHAIN, handle, build, truths=truths)
-    graph, shared = follower, snapshots
-    assert shared is not None
+    snapshots = GraphSnapshots(settings)
+    follower = GraphFollower(settings, handle, snapshots=snapshots)
 
     async def warm(_messages: Sequence[RawMessage], assigned: Mapping[int, int]) -> None:
-        # The worker holding partition 0 writes the shared graph snapshots.
-        shared.writer = 0 in assigned
-        await graph.sync(conf.graph_sync_timeout_s)
+        snapshots.writer = 0 in assigned
+        await follower.sync(conf.graph_sync_timeout_s)
 
     async def revoked(partitions: set[int]) -> None:
         if 0 in partitions:
-            shared.writer = False
+            snapshots.writer = False
 
     async def follow_graph(producer: Any) -> None:
-        await graph.run(producer)
+        await follower.run(producer)
 
     return StreamWiring(SUPPLY_CHAIN, handle, build, truths=truths, warm=warm, revoked=revoked,
                         tasks={"follow_transaction_graph": follow_graph})

@@ -71,17 +71,16 @@ def head_of(records: Mapping[bytes, bytes]) -> Optional[dict[str, Any]]:
         return None
     try:
         head = json.loads(raw)
-        if head.get("format") != FORMAT:
-            raise BadSnapshot(f"graph snapshot format {head.get('format')!r}, this worker reads {FORMAT}")
-        slot, chunks = int(head["slot"]), int(head["chunks"])
-        str(head["sha256"]), str(head["model_version"]), float(head["written_at"])
-    except BadSnapshot:
-        raise
-    except (ValueError, KeyError, TypeError) as exc:
+        fmt = head.get("format")
+        checked = {"slot": int(head["slot"]), "chunks": int(head["chunks"]), "sha256": str(head["sha256"]),
+                   "model_version": str(head["model_version"]), "written_at": float(head["written_at"])}
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise BadSnapshot(f"unreadable graph snapshot head: {exc}") from exc
-    if slot not in (0, 1) or not 1 <= chunks <= MAX_CHUNKS:
-        raise BadSnapshot(f"graph snapshot head with slot {slot} and {chunks} chunks")
-    return dict(head)
+    if fmt != FORMAT:
+        raise BadSnapshot(f"graph snapshot format {fmt!r}, this worker reads {FORMAT}")
+    if checked["slot"] not in (0, 1) or not 1 <= checked["chunks"] <= MAX_CHUNKS:
+        raise BadSnapshot(f"graph snapshot head with slot {checked['slot']} and {checked['chunks']} chunks")
+    return checked
 
 
 def next_slot(records: Mapping[bytes, bytes]) -> int:
