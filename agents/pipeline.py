@@ -16,8 +16,7 @@ import re
 import time
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from functools import partial
-from typing import Any, Callable, Generic, Iterable, Iterator, Mapping, Optional, Sequence, TypeVar
+from typing import Callable, Generic, Iterable, Iterator, Mapping, Optional, Sequence, TypeVar
 
 from agents.drift import DriftTracker
 from stream_app.intake import RawMessage
@@ -27,7 +26,6 @@ from schemas.outputs import InputRef, digest
 from schemas.common import InputEvent
 from stream_app import metrics
 from stream_app.audit.chain import AlertChain
-from stream_app.audit.topic import read_tail
 from stream_app.deadletter import build_dead_letter
 from stream_app.decoding import DecodeFailure
 from stream_app.settings import Settings
@@ -80,20 +78,6 @@ def with_inputs(alert: Alert, sources: Mapping[Optional[str], RawMessage]) -> Al
     refs = [InputRef(topic=m.topic, partition=m.partition, offset=m.offset, sha256=digest(m.value or b""))
             for m in (sources.get(event_id) for event_id in alert.event_ids) if m is not None]
     return alert.model_copy(update={"inputs": refs}) if refs else alert
-
-
-def alert_chain(app: Any, settings: Settings, stream: str, input_topic: str) -> Optional[AlertChain]:
-    """The stream's alert chains (AUDIT_ALERTS), their heads read again when the input
-    partition comes back after a revocation (another worker may have linked alerts meanwhile)."""
-    if not settings.audit_alerts:
-        return None
-    chain = AlertChain(stream, partial(read_tail, settings))
-
-    @app.on_partitions_revoked.connect
-    async def forget_revoked_chain_heads(_app: Any, revoked: set[Any], **_: Any) -> None:
-        chain.forget({tp.partition for tp in revoked if tp.topic == input_topic})
-
-    return chain
 
 
 class StreamPipeline(Generic[E, R]):
@@ -180,7 +164,9 @@ class StreamPipeline(Generic[E, R]):
     ) -> None:
         results, drifts = await self._score(events, origin)
         outgoing: list[Outgoing] = [(self.drift_topic, f"{d.stream}:{d.feature}", d) for d in drifts]
-        produced = [list(self.outputs(result)) for result in results]
+        # every alert names its input messages (audit trail), linked into its chain or not
+        produced = [[dataclasses.replace(out, message=with_inputs(out.message, sources))
+                     if isinstance(out.message, Alert) else out for out in self.outputs(result)] for result in results]
         if self.audit is not None:
             outgoing += await self._link_alerts(produced, origin, sources)
         # per gateway message answered by one array: (topic, its key, the answers in order)
@@ -189,8 +175,6 @@ class StreamPipeline(Generic[E, R]):
             for out in outs:
                 message = out.message
                 if isinstance(message, Alert):
-                    if self.audit is None:
-                        message = with_inputs(message, sources)
                     metrics.ALERTS.labels(message.kind, message.severity, message.decision_source).inc()
                 if out.answer and self.answer_arrays:
                     source = sources.get(getattr(message, "event_id", None))
@@ -210,10 +194,8 @@ class StreamPipeline(Generic[E, R]):
         for i, outs in enumerate(produced):
             for j, out in enumerate(outs):
                 if isinstance(out.message, Alert):
-                    alert = with_inputs(out.message, sources)
-                    outs[j] = dataclasses.replace(out, message=alert)
-                    known = [sources[e] for e in alert.event_ids if e in sources]
-                    partition = known[-1].partition if known else (origin[i].partition if aligned else None)
+                    inputs = out.message.inputs  # (with_inputs): the last is the alert's newest input
+                    partition = inputs[-1].partition if inputs else (origin[i].partition if aligned else None)
                     todo.append((i, j, partition))
         if not todo:
             return []

@@ -8,7 +8,8 @@ For every stream, the same shape:
   commit. concurrency=1: one batch at a time, in offset order;
 * the ground-truth agent (where the stream has a truth topic) applies truths a batch at a time;
 * the stream's scorer follows the model registry (`SharedScorer.watch`);
-* a revoked input partition is handed to the stream's `revoked` hook;
+* a revoked input partition is handed to the stream's `revoked` hook, and its alert chain's
+  head is forgotten;
 * the alert chains of the audit trail (AUDIT_ALERTS) follow the input partitions.
 
 What a stream adds is a `StreamWiring`: its declaration, its scorer handle, how its pipeline is
@@ -19,12 +20,14 @@ after one, a calendar to wait for, a graph follower to keep running).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Awaitable, Callable, Mapping, Optional, Sequence
 
-from agents.pipeline import StreamPipeline, alert_chain
+from agents.pipeline import StreamPipeline
 from agents.publish import Outbox
 from agents.shared_scorer import SharedScorer
 from stream_app.audit.chain import AlertChain
+from stream_app.audit.topic import read_tail
 from stream_app.health import Health
 from stream_app.intake import RawMessage
 from stream_app.settings import Settings
@@ -72,7 +75,9 @@ def register(app: Any, settings: Settings, wiring: StreamWiring, health: Optiona
     d, handle = wiring.declaration, wiring.handle
     input_topic = d.topic(settings)
     inbox = app.inbox(input_topic)
-    chain = alert_chain(app, settings, d.name, input_topic)
+    # The stream's alert chains (AUDIT_ALERTS); a chain's head is read again when its input
+    # partition comes back after a revocation (another worker may have linked alerts meanwhile).
+    chain = AlertChain(d.name, partial(read_tail, settings)) if settings.audit_alerts else None
     batch_max = d.batch_max(settings)
 
     for name, run in wiring.tasks.items():
@@ -96,14 +101,15 @@ def register(app: Any, settings: Settings, wiring: StreamWiring, health: Optiona
     app.agent(app.topic(input_topic, key_serializer="raw", value_serializer="raw"), name=d.scorer_agent,
               concurrency=1)(score)
 
-    if wiring.revoked is not None:
-        hand_back = wiring.revoked
-
-        async def revoked(_app: Any, tps: set[Any], **_: Any) -> None:
+    async def revoked(_app: Any, tps: set[Any], **_: Any) -> None:
+        partitions = {tp.partition for tp in tps if tp.topic == input_topic}
+        if chain is not None:
+            chain.forget(partitions)
+        if wiring.revoked is not None:
             await handle.get()
-            await hand_back({tp.partition for tp in tps if tp.topic == input_topic})
+            await wiring.revoked(partitions)
 
-        app.on_partitions_revoked.connect(revoked)
+    app.on_partitions_revoked.connect(revoked)
 
     truths_topic = d.truths_topic(settings)
     if truths_topic is not None and wiring.truths is not None:

@@ -23,7 +23,7 @@ import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
 from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping, Optional
+from typing import Iterable, Mapping, Optional
 
 import numpy as np
 from river import drift as river_drift

@@ -20,22 +20,21 @@ from __future__ import annotations
 
 import math
 from itertools import islice
-from typing import Iterable, Optional
+from typing import Iterable
 
 from stream_app import metrics
 
 
 class EntityBudget:
-    def __init__(self, stream: str, max_entities: Optional[int] = None, idle_s: Optional[float] = None,
-                 slack: int = 0) -> None:
+    def __init__(self, stream: str, max_entities: int, idle_s: float, slack: int = 0) -> None:
         """`slack`: once over `max_entities`, evict down to max_entities - slack (for state whose
         eviction has a fixed cost per call, such as the graph's tables: it then runs seldom)."""
-        if max_entities is not None and max_entities < 1:
-            raise ValueError("max_entities must be >= 1 (or None: no limit)")
-        if slack < 0 or (max_entities is not None and slack >= max_entities):
+        if max_entities < 1:
+            raise ValueError("max_entities must be >= 1")
+        if not 0 <= slack < max_entities:
             raise ValueError("slack must be >= 0 and below max_entities")
-        if idle_s is not None and idle_s <= 0:
-            raise ValueError("idle_s must be > 0 (or None: never idle)")
+        if idle_s <= 0:
+            raise ValueError("idle_s must be > 0")
         self.stream = stream
         self.max_entities = max_entities
         self.idle_s = idle_s
@@ -43,10 +42,6 @@ class EntityBudget:
         self._seen: dict[str, float] = {}  # entity -> newest event time, least recently seen first
         self.newest = -math.inf  # the newest event time seen on the stream
         self.evicted = {"budget": 0, "idle": 0}
-
-    @property
-    def limited(self) -> bool:
-        return self.max_entities is not None or self.idle_s is not None
 
     def __len__(self) -> int:
         return len(self._seen)
@@ -70,21 +65,17 @@ class EntityBudget:
     def due(self) -> list[str]:
         """The entities to forget now, least recently seen first; they are no longer tracked
         and are counted as evictions. The caller drops their state."""
-        if not self.limited or not self._seen:
-            metrics.STATE_ENTITIES.labels(self.stream).set(len(self._seen))
-            return []
         out: list[str] = []
         seen = self._seen
-        if self.idle_s is not None:
-            cutoff = self.newest - self.idle_s
-            while seen:
-                entity, ts = next(iter(seen.items()))
-                if ts >= cutoff:
-                    break
-                del seen[entity]
-                out.append(entity)
-            self._count("idle", len(out))
-        if self.max_entities is not None and len(seen) > self.max_entities:
+        cutoff = self.newest - self.idle_s
+        while seen:
+            entity, ts = next(iter(seen.items()))
+            if ts >= cutoff:
+                break
+            del seen[entity]
+            out.append(entity)
+        self._count("idle", len(out))
+        if len(seen) > self.max_entities:
             over = len(seen) - self.max_entities + self.slack
             for entity in list(islice(seen, over)):
                 del seen[entity]

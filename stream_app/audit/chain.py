@@ -46,7 +46,7 @@ TailReader = Callable[[str], Awaitable[Optional[tuple[int, str]]]]
 
 def content_sha256(message: Any) -> str:
     """sha256 of a message's canonical JSON, without the fields a redelivery may change."""
-    data = message.model_dump(mode="json", exclude=WALL_CLOCK) if hasattr(message, "model_dump") else message
+    data = message.model_dump(mode="json") if hasattr(message, "model_dump") else message
     if isinstance(data, dict):
         data = {k: v for k, v in data.items() if k not in WALL_CLOCK}
     return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()).hexdigest()

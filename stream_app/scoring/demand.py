@@ -488,7 +488,7 @@ class DemandScorer:
             self._close(part, partition, due, emit, result)
         result.outcome = part.days.add(event.event_id, event.sku, event.market, ts, event.units, event.unit_price, event.promo)
         if result.outcome in ("counted", "corrected"):
-            self.budget.touch(f"{event.sku}/{event.market}", ts)
+            self.budget.touch(self.entity_of(event), ts)
         if result.shadow is not None:
             result.shadow.outcome = result.outcome
         if result.outcome == "too_old":

@@ -114,4 +114,4 @@ def test_the_tracker_counts_each_refused_record() -> None:
         tracker.load(0, FORGED["a width its buckets do not hold"], 10)
     assert metrics.STATE_REFUSED.labels("supply_chain", "drift")._value.get() == before + 1
     tracker.load(0, _fed(1000).dumps(), 10)
-    assert tracker.monitors[0].detections >= 0 and tracker.fed_from[0] == 10
+    assert tracker.monitors[0].dumps() == _fed(1000).dumps() and tracker.fed_from[0] == 10
