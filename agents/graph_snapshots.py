@@ -14,8 +14,8 @@ snapshot holds, and how it is cut and checked: stream_app/graph/snapshot.py).
   a usable snapshot (the first start, another model version, a damaged or forged one) the
   follower replays the topics from the beginning, as a lone worker does.
 
-What is not in a snapshot: the embeddings (each worker makes them from the graph it loaded, in
-milliseconds for thousands of nodes), and the memory beyond the latest 50,000 transaction ids
+What is not in a snapshot: the embeddings (each worker makes them from the graph it loaded:
+load_tests/graph_startup.py times it), and the memory beyond the latest 50,000 transaction ids
 (the duplicate check) and shipments (late verdicts' joins).
 """
 
