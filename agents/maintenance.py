@@ -21,6 +21,7 @@ from agents.shared_scorer import SharedScorer
 from agents.stream_agent import StreamWiring
 from schemas import MaintenanceOutcome, SensorReading
 from stream_app import metrics
+from stream_app.encoded import EncodedMessage, encode_fields
 from stream_app.registry import ModelRegistry
 from stream_app.scoring.maintenance import MaintenanceScorer, ScoredReading
 from stream_app.settings import Settings
@@ -53,17 +54,19 @@ def outputs(settings: Settings) -> Callable[[ScoredReading], Iterator[Output]]:
     confidence = metrics.CONFIDENCE.labels(STREAM)
 
     def publish(result: ScoredReading) -> Iterator[Output]:
-        prediction = result.prediction
-        decisions[prediction.decision_source].inc()
-        confidence.observe(prediction.confidence)
-        yield Output(topics.maintenance_predictions, prediction.machine_id, prediction, answer=True)
+        fields = result.fields
+        decisions[fields["decision_source"]].inc()
+        confidence.observe(fields["confidence"])
+        prediction = EncodedMessage(encode_fields(fields), fields["event_id"])
+        yield Output(topics.maintenance_predictions, fields["machine_id"], prediction, answer=True)
         if result.alert is not None:
             yield Output(topics.alerts, result.alert.entity_id, result.alert)
         if result.explanation is not None:
             yield Output(topics.explanations, result.explanation.alert_id, result.explanation)
         if result.shadow is not None:
-            shadow = result.shadow.prediction.model_copy(update={"shadow": True})
-            yield Output(topics.maintenance_shadow_predictions, shadow.machine_id, shadow)
+            shadow = result.shadow.fields
+            yield Output(topics.maintenance_shadow_predictions, shadow["machine_id"],
+                         EncodedMessage(encode_fields(shadow, shadow=True), shadow["event_id"]))
 
     return publish
 

@@ -16,7 +16,7 @@ import re
 import time
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Callable, Generic, Iterable, Iterator, Mapping, Optional, Sequence, TypeVar
+from typing import Callable, Generic, Iterable, Iterator, Mapping, Optional, Sequence, TypeVar, Union
 
 from agents.drift import DriftTracker
 from stream_app.intake import RawMessage
@@ -27,6 +27,7 @@ from schemas.common import InputEvent
 from stream_app import metrics
 from stream_app.audit.chain import AlertChain
 from stream_app.deadletter import build_dead_letter
+from stream_app.encoded import EncodedMessage
 from stream_app.decoding import DecodeFailure
 from stream_app.settings import Settings
 
@@ -43,7 +44,7 @@ SCORE_CHUNK = 1000  # events scored, and their outputs sent, at a time
 class Output:
     topic: str
     key: Optional[str]
-    message: OutputMessage
+    message: Union[OutputMessage, EncodedMessage]
     # The event's own answer (its prediction or score): one array answers a gateway message
     # where the input topic's TOPIC_CONFIG__<TOPIC>__ANSWER_ARRAYS is on.
     answer: bool = False
@@ -170,7 +171,7 @@ class StreamPipeline(Generic[E, R]):
         if self.audit is not None:
             outgoing += await self._link_alerts(produced, origin, sources)
         # per gateway message answered by one array: (topic, its key, the answers in order)
-        arrays: dict[tuple[Optional[int], Optional[int]], tuple[str, Optional[bytes], list[OutputMessage]]] = {}
+        arrays: dict[tuple[Optional[int], Optional[int]], tuple[str, Optional[bytes], list[Union[OutputMessage, EncodedMessage]]]] = {}
         for outs in produced:
             for out in outs:
                 message = out.message

@@ -17,13 +17,16 @@ from schemas import DeadLetter, OutputMessage
 from schemas.common import InputEvent
 from stream_app import metrics
 from stream_app.deadletter import kafka_headers
+from stream_app.encoded import EncodedMessage
 from stream_app.intake import Intake, RawMessage, decode_batch, limits_from_settings
 from stream_app.settings import Settings
 
 Headers = Sequence[tuple[str, bytes]]
 MAX_ARRAY_BYTES = 500_000  # an array answer is split into arrays of at most this (producers other than Kafka's)
-# Each output: (topic, key, message), or a list of messages sent as one JSON array.
-Outgoing = tuple[str, Optional[Union[str, bytes]], Union[OutputMessage, list[OutputMessage]]]
+# Each output: (topic, key, message), or a list of messages sent as one JSON array; a message
+# may come serialized already (stream_app/encoded.py).
+Message = Union[OutputMessage, EncodedMessage]
+Outgoing = tuple[str, Optional[Union[str, bytes]], Union[Message, list[Message]]]
 
 
 class Outbox:
@@ -115,15 +118,19 @@ def _key(key: Optional[Union[str, bytes]]) -> Optional[bytes]:
     return key.encode() if isinstance(key, str) else key
 
 
-def _values(message: Union[OutputMessage, Sequence[OutputMessage]], limit: int) -> list[bytes]:
+def _bytes(message: Message) -> bytes:
+    return message.value if isinstance(message, EncodedMessage) else message.model_dump_json().encode()
+
+
+def _values(message: Union[Message, Sequence[Message]], limit: int) -> list[bytes]:
     """The message's bytes; a list's as JSON arrays in order, each under `limit` bytes where the
     elements allow (a gateway of 10,000 readings would not fit one request)."""
     if not isinstance(message, (list, tuple)):
-        return [message.model_dump_json().encode()]
+        return [_bytes(message)]
     arrays: list[bytes] = []
     part: list[bytes] = []
     size = 2
-    for element in (m.model_dump_json().encode() for m in message):
+    for element in map(_bytes, message):
         if part and size + len(element) + 1 > limit:
             arrays.append(b"[" + b",".join(part) + b"]")
             part, size = [], 2
@@ -134,7 +141,7 @@ def _values(message: Union[OutputMessage, Sequence[OutputMessage]], limit: int) 
     return arrays
 
 
-def _headers(message: Union[OutputMessage, Sequence[OutputMessage]]) -> Optional[Headers]:  # dead letters: dlq.*
+def _headers(message: Union[Message, Sequence[Message]]) -> Optional[Headers]:  # dead letters: dlq.*
     return kafka_headers(message) if isinstance(message, DeadLetter) else None
 
 

@@ -74,13 +74,20 @@ _NO_NAMES: list[str] = []
 
 @dataclass(slots=True)
 class ScoredReading:
-    prediction: MaintenancePrediction
+    # The prediction's fields (MaintenancePrediction's, in its order), published as they are
+    # (stream_app/encoded.py): no model object per reading on the hot path.
+    fields: dict[str, Any]
     alert: Optional[Alert]
     explanation: Optional[Explanation]
     # The decision was to alert, but the machine's cooldown suppressed it (prediction.alert False).
     suppressed: bool = False
     # The candidate version's result for the same reading, when one scores in shadow.
     shadow: Optional["ScoredReading"] = None
+
+    @property
+    def prediction(self) -> MaintenancePrediction:
+        """The validated message (built on each call: for tests and offline evaluation)."""
+        return MaintenancePrediction(**self.fields)
 
 
 # --- model artifact ---------------------------------------------------------------------------
@@ -890,6 +897,10 @@ class MaintenanceScorer:
         created = datetime.now(timezone.utc)
         version = self.model_version
         horizon = self._model.horizon_hours if self._model else 0.0
+        # What validating each prediction refused before its fields were published as they are:
+        # NaN from a broken model is a scoring failure (the stream falls back to its rules).
+        if not (((b.p >= 0) & (b.p <= 1)).all() and ((b.conf >= 0) & (b.conf <= 1)).all()):
+            raise ValueError("failure probability or confidence outside [0, 1] (NaN from the model?)")
         c = _Columns(b)
         ttf = b.ttf.tolist() if self._model else None
         names = self._sensor_names
@@ -897,20 +908,19 @@ class MaintenanceScorer:
         for i, r in enumerate(b.readings):
             reason = self._reason(b, c, i)
             t = ttf[i] if ttf else (None, None, None)
-            # Validated construction: it costs about what model_construct does (~4 us).
-            prediction = MaintenancePrediction(
-                prediction_id=deterministic_id("maintenance-prediction", r.event_id, version),
-                event_id=r.event_id, machine_id=r.machine_id, event_ts=r.ts,
-                failure_probability=c.p[i], horizon_hours=horizon,
-                time_to_failure_hours=t[0], time_to_failure_low_hours=t[1], time_to_failure_high_hours=t[2],
-                confidence=c.conf[i], decision_source="model" if c.model_decides[i] else "rule", reason=reason,
-                alert=c.alert[i], model_name=MODEL_NAME, model_version=version,
-                imputed_sensors=names[b.imputed[i]].tolist() if c.any_imputed[i] else [],
-                clipped_sensors=names[b.clipped[i]].tolist() if c.any_clipped[i] else [],
-                unknown_sensors=b.unknown[i], created_at=created,
-            )
+            fields = {
+                "prediction_id": deterministic_id("maintenance-prediction", r.event_id, version),
+                "event_id": r.event_id, "machine_id": r.machine_id, "event_ts": r.ts,
+                "failure_probability": c.p[i], "horizon_hours": horizon,
+                "time_to_failure_hours": t[0], "time_to_failure_low_hours": t[1], "time_to_failure_high_hours": t[2],
+                "confidence": c.conf[i], "decision_source": "model" if c.model_decides[i] else "rule", "reason": reason,
+                "alert": c.alert[i], "model_name": MODEL_NAME, "model_version": version,
+                "imputed_sensors": names[b.imputed[i]].tolist() if c.any_imputed[i] else [],
+                "clipped_sensors": names[b.clipped[i]].tolist() if c.any_clipped[i] else [],
+                "unknown_sensors": b.unknown[i], "created_at": created, "shadow": False,
+            }
             alert = self._alert(b, c, i, reason, created) if c.alert[i] else None
-            out.append(ScoredReading(prediction, alert, b.explanations.get(i), c.suppressed[i]))
+            out.append(ScoredReading(fields, alert, b.explanations.get(i), c.suppressed[i]))
         return out
 
 

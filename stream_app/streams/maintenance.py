@@ -16,8 +16,8 @@ def drift_values(readings: Sequence[SensorReading], results: Sequence[ScoredRead
         for name, value in reading.sensors.items():
             if value is not None:
                 values.setdefault(name, []).append(value)
-    values["failure_probability"] = [r.prediction.failure_probability for r in results]
-    values["confidence"] = [r.prediction.confidence for r in results]
+    values["failure_probability"] = [r.fields["failure_probability"] for r in results]
+    values["confidence"] = [r.fields["confidence"] for r in results]
     return values
 
 
