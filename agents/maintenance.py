@@ -49,14 +49,9 @@ class ScorerHandle(SharedScorer[MaintenanceScorer]):
 
 def outputs(settings: Settings) -> Callable[[ScoredReading], Iterator[Output]]:
     topics = settings.topics
-    # per reading: resolve the metric children once, not per call
-    decisions = {source: metrics.DECISIONS.labels(STREAM, source) for source in ("model", "rule")}
-    confidence = metrics.CONFIDENCE.labels(STREAM)
 
     def publish(result: ScoredReading) -> Iterator[Output]:
         fields = result.fields
-        decisions[fields["decision_source"]].inc()
-        confidence.observe(fields["confidence"])
         prediction = EncodedMessage(encode_fields(fields), fields["event_id"])
         yield Output(topics.maintenance_predictions, fields["machine_id"], prediction, answer=True)
         if result.alert is not None:
@@ -69,6 +64,10 @@ def outputs(settings: Settings) -> Callable[[ScoredReading], Iterator[Output]]:
                          EncodedMessage(encode_fields(shadow, shadow=True), shadow["event_id"]))
 
     return publish
+
+
+def decisions(results: Sequence[ScoredReading]) -> tuple[list[str], list[float]]:
+    return [r.fields["decision_source"] for r in results], [r.fields["confidence"] for r in results]
 
 
 class _StatefulPipeline(StreamPipeline[SensorReading, ScoredReading]):
@@ -105,7 +104,7 @@ def pipeline(
         if keeper is not None:
             keeper.drift = drift
     args = (STREAM, MAINTENANCE.event_model, settings, score, outputs(settings), outbox, executor, drift, fallback,
-            answers_in_arrays(settings, MAINTENANCE.input_topic), audit)
+            answers_in_arrays(settings, MAINTENANCE.input_topic), audit, decisions)
     return StreamPipeline(*args) if keeper is None else _StatefulPipeline(keeper, *args)
 
 

@@ -231,8 +231,6 @@ def outputs(settings: Settings) -> Callable[[ScoredTransaction], Iterator[Output
 
     def publish(result: ScoredTransaction) -> Iterator[Output]:
         score = result.score
-        metrics.DECISIONS.labels(STREAM, score.decision_source).inc()
-        metrics.CONFIDENCE.labels(STREAM).observe(score.confidence)
         yield Output(topics.supply_chain_scores, score.shipment_id, score, answer=True)
         if result.shadow is not None:
             shadow = result.shadow.score.model_copy(update={"shadow": True})
@@ -243,6 +241,10 @@ def outputs(settings: Settings) -> Callable[[ScoredTransaction], Iterator[Output
             yield Output(topics.explanations, result.explanation.alert_id, result.explanation)
 
     return publish
+
+
+def decisions(results: Sequence[ScoredTransaction]) -> tuple[list[str], list[float]]:
+    return [r.score.decision_source for r in results], [r.score.confidence for r in results]
 
 
 def pipeline(
@@ -259,7 +261,7 @@ def pipeline(
         drift = DriftTracker(STREAM, settings.drift, drift_values, SUPPLY_CHAIN.distribution, drift_snapshots)
     return StreamPipeline(
         STREAM, SUPPLY_CHAIN.event_model, settings, score, outputs(settings), outbox, executor, drift, fallback,
-        answers_in_arrays(settings, SUPPLY_CHAIN.input_topic), audit,
+        answers_in_arrays(settings, SUPPLY_CHAIN.input_topic), audit, decisions,
     )
 
 

@@ -4,6 +4,9 @@ names, error codes, severities), never entity ids."""
 
 from __future__ import annotations
 
+from typing import Sequence
+
+import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
 
 PREFIX = "stream_app"
@@ -98,3 +101,22 @@ class LagSeries:
         for topic, partition in partitions & self.shown:
             self.gauge.remove(topic, str(partition))
         self.shown -= partitions
+
+
+def observe_many(histogram: Histogram, values: Sequence[float]) -> None:
+    """`histogram.observe(v)` for each value, in one pass: a batch's bucket counts, then one
+    increment per bucket touched (a reading's observe is ~2 us of the hot path). On a client
+    whose histogram children are laid out otherwise, observes them one by one."""
+    bounds, buckets, total = (getattr(histogram, name, None) for name in ("_upper_bounds", "_buckets", "_sum"))
+    if bounds is None or buckets is None or total is None or len(bounds) != len(buckets):
+        for value in values:
+            histogram.observe(value)
+        return
+    if not len(values):
+        return
+    array = np.asarray(values, dtype=np.float64)
+    counts = np.bincount(np.searchsorted(np.asarray(bounds, dtype=np.float64), array, side="left"),
+                         minlength=len(bounds))
+    total.inc(float(array.sum()))
+    for i in np.flatnonzero(counts[: len(bounds)]):
+        buckets[i].inc(int(counts[i]))
