@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -176,46 +175,29 @@ async def read_to_end(config: Any, topic: Optional[str] = None,
                       start: Optional[dict[tuple[str, int], int]] = None) -> AsyncIterator[list[Any]]:
     """The records (aiokafka's) of `topic` from its beginning, or of the partitions in `start`
     ((topic, partition) -> offset) from there, a fetch at a time, up to the end each partition had
-    when the read began. That end is the broker's latest offset raised to the high watermark of
-    the partition's first fetch: the embedded broker undercounts the latest offset after a
-    multi-record batch (README, "The embedded broker and its gaps"), so a partition is done only
-    once a fetch confirmed its end."""
+    when the read began (stream_app.kafka_io.read_to_end). A read that stalls stops the command
+    with one line: replaying from half a topic could send a letter twice."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from stream_app.errors import Problem
+    from stream_app.kafka_io import ReadStalled
+    from stream_app.kafka_io import read_to_end as read_partitions
 
     consumer = AIOKafkaConsumer(**config.aiokafka(), group_id=None, enable_auto_commit=False)
     await consumer.start()
     try:
         if start is None:
             await consumer.topics()  # metadata, for the partition count
-            start = {(topic, p): -1 for p in sorted(consumer.partitions_for_topic(topic) or ())}
-        tps = [TopicPartition(t, p) for t, p in start]
-        consumer.assign(tps)
-        for tp in tps:
-            if start[(tp.topic, tp.partition)] < 0:
-                await consumer.seek_to_beginning(tp)
-            else:
-                consumer.seek(tp, start[(tp.topic, tp.partition)])
-        ends = await consumer.end_offsets(tps)
-        confirmed: set[Any] = set()
-        pending, last_progress = set(tps), time.monotonic()
-        while pending:
-            batches = await consumer.getmany(*pending, timeout_ms=1000, max_records=5000)
-            for tp in list(pending):
-                high = consumer.highwater(tp)
-                if tp not in confirmed and high is not None:
-                    ends[tp] = max(ends[tp], high)
-                    confirmed.add(tp)
-            for tp, batch in batches.items():
-                last_progress = time.monotonic()
-                yield [r for r in batch if r.offset < ends[tp]]
-            for tp in list(pending):
-                if tp in confirmed and await consumer.position(tp) >= ends[tp]:
-                    pending.discard(tp)
-            if pending and time.monotonic() - last_progress > STALL_S:
-                from stream_app.errors import Problem
-
-                names = ", ".join(sorted({tp.topic for tp in pending}))
-                raise Problem(f"reading {names} stalled short of its end", "check the broker and run the command again")
+            offsets: dict[Any, Optional[int]] = {TopicPartition(topic, p): None
+                                                 for p in sorted(consumer.partitions_for_topic(topic) or ())}
+        else:
+            offsets = {TopicPartition(t, p): offset for (t, p), offset in start.items()}
+        try:
+            async for records in read_partitions(consumer, offsets, STALL_S):
+                yield records
+        except ReadStalled as exc:
+            names = ", ".join(sorted({tp.topic for tp in exc.short}))
+            raise Problem(f"reading {names} stalled short of its end", "check the broker and run the command again") from None
     finally:
         await consumer.stop()
 

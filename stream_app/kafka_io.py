@@ -8,9 +8,9 @@ import asyncio
 import json
 import logging
 import time
-from typing import Any, AsyncIterator, Iterable, Optional
+from typing import Any, AsyncIterator, Iterable, Mapping, Optional
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaConnectionError
 
@@ -75,21 +75,86 @@ async def read_range(settings: Settings, topic: str, partition: int, start: Opti
         await consumer.stop()
 
 
+class ReadStalled(Exception):
+    """A read to the end of partitions got no record for its stall time, short of the end."""
+
+    def __init__(self, short: Mapping[TopicPartition, tuple[int, int]], stall_s: float) -> None:
+        self.short = dict(short)  # partition -> (position reached, its end)
+        where = ", ".join(f"{tp.topic}[{tp.partition}] at {pos} of {end}" for tp, (pos, end) in sorted(self.short.items()))
+        super().__init__(f"no record for {stall_s:g} s short of the end: {where}")
+
+
+async def read_to_end(consumer: AIOKafkaConsumer, start: Mapping[TopicPartition, Optional[int]],
+                      stall_s: float = 60.0, until: Optional[Mapping[TopicPartition, int]] = None,
+                      max_records: int = 5000) -> AsyncIterator[list[ConsumerRecord]]:
+    """Every way the product reads partitions "to the end" (hand-over state, the audit chains,
+    dead letters, training history): the records of the partitions in `start` (from that offset;
+    None: the oldest retained), a fetch at a time (one partition's records per list, in offset
+    order), on a started consumer, which this assigns to them.
+
+    The end is the one each partition had when the read began: the broker's latest offset,
+    raised to the high watermark of the partition's first fetch, and a partition is done only
+    once a fetch confirmed it. The embedded broker undercounts the latest offset after a
+    multi-record batch (DESIGN.md section 4), and an empty fetch before the end is a slow
+    broker, not the end. `until`: ends to read to instead (what is below them). No record for
+    `stall_s` short of the end raises ReadStalled, after everything read was yielded."""
+    tps = list(start)
+    if not tps:
+        return
+    consumer.assign(tps)
+    for tp, offset in start.items():
+        if offset is None:
+            await consumer.seek_to_beginning(tp)
+        else:
+            consumer.seek(tp, offset)
+    ends = dict(until) if until is not None else await consumer.end_offsets(tps)
+    confirmed: set[TopicPartition] = set(tps) if until is not None else set()
+    pending, last_progress = set(tps), time.monotonic()
+    while pending:
+        for tp in list(pending):
+            if tp in confirmed and await consumer.position(tp) >= ends[tp]:
+                pending.discard(tp)
+        if not pending:
+            return
+        batches = await consumer.getmany(*pending, timeout_ms=1000, max_records=max_records)
+        for tp in pending - confirmed:
+            high = consumer.highwater(tp)
+            if high is not None:
+                ends[tp] = max(ends[tp], high)
+                confirmed.add(tp)
+        for tp, records in batches.items():
+            last_progress = time.monotonic()
+            kept = [r for r in records if r.offset < ends[tp]]
+            if kept:
+                yield kept
+        if time.monotonic() - last_progress > stall_s:
+            raise ReadStalled({tp: (await consumer.position(tp), ends[tp]) for tp in pending}, stall_s)
+
+
+async def partition_end(consumer: AIOKafkaConsumer, tp: TopicPartition, stall_s: float = 60.0) -> int:
+    """Where an (assigned) partition ends now, by the rule of `read_to_end`, reading at most the
+    last reported record."""
+    reported = (await consumer.end_offsets([tp]))[tp]
+    consumer.seek(tp, max((await consumer.beginning_offsets([tp]))[tp], reported - 1))
+    started = time.monotonic()
+    while (high := consumer.highwater(tp)) is None:
+        await consumer.getmany(tp, timeout_ms=1000, max_records=1)
+        if time.monotonic() - started > stall_s:
+            raise ReadStalled({tp: (await consumer.position(tp), reported)}, stall_s)
+    return max(reported, high)
+
+
 async def read_partition_latest(settings: Settings, topic: str, partition: int, stall_s: float = 60.0,
                                 batch: int = 1000) -> dict[bytes, bytes]:
-    """The latest value per key of one partition (a compacted topic's current state), read by
-    fetch up to its high watermark: an empty fetch before that is a slow broker, not the end.
-    Gives up, with what it read, after `stall_s` without a record."""
+    """The latest value per key of one partition (a compacted topic's current state), read to
+    its end (`read_to_end`). A read that stalls goes on with what it read: every state record
+    the product writes is valid on its own (an older one only means a longer replay)."""
     tp = TopicPartition(topic, partition)
     latest: dict[bytes, bytes] = {}
     consumer = side_consumer(settings)
     await consumer.start()
     try:
-        consumer.assign([tp])
-        await consumer.seek_to_beginning(tp)
-        last_progress = time.monotonic()
-        while True:
-            records = (await consumer.getmany(tp, timeout_ms=1000, max_records=batch)).get(tp, [])
+        async for records in read_to_end(consumer, {tp: None}, stall_s, max_records=batch):
             for r in records:
                 if r.key is None:
                     continue
@@ -97,14 +162,8 @@ async def read_partition_latest(settings: Settings, topic: str, partition: int, 
                     latest.pop(r.key, None)
                 else:
                     latest[r.key] = r.value
-            high = consumer.highwater(tp)
-            if high is not None and await consumer.position(tp) >= high:
-                break
-            if records:
-                last_progress = time.monotonic()
-            elif time.monotonic() - last_progress > stall_s:
-                log.error("reading partition %d of %s stalled; going on with what was read", partition, topic)
-                break
+    except ReadStalled as exc:
+        log.error("reading partition %d of %s stalled (%s); going on with what was read", partition, topic, exc)
     finally:
         await consumer.stop()
     return latest

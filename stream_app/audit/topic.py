@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from typing import Any, Optional
 
 from aiokafka import TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
 from stream_app.intake import RawMessage
-from stream_app.kafka_io import side_consumer
+from stream_app.kafka_io import ReadStalled, partition_end, read_to_end, side_consumer
 from stream_app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -35,14 +34,15 @@ async def read_tail(settings: Settings, chain: str) -> Optional[tuple[int, str]]
         tp = TopicPartition(topic, DefaultPartitioner()(key, every, every))
         consumer.assign([tp])
         begin = (await consumer.beginning_offsets([tp]))[tp]
-        hi = await _end(consumer, tp, begin)
+        hi = await partition_end(consumer, tp, STALL_S)
         window = TAIL_WINDOW
         while hi > begin:
             lo = max(begin, hi - window)
             last = None
-            for r in await _read(consumer, tp, lo, hi):
-                if r.key == key and r.value is not None:
-                    last = r
+            async for records in read_to_end(consumer, {tp: lo}, STALL_S, until={tp: hi}):
+                for r in records:
+                    if r.key == key and r.value is not None:
+                        last = r
             if last is not None:
                 link = json.loads(last.value)
                 return int(link["seq"]), str(link["hash"])
@@ -54,17 +54,20 @@ async def read_tail(settings: Settings, chain: str) -> Optional[tuple[int, str]]
 
 async def read_topic(settings: Settings, topic: str) -> list[RawMessage]:
     """Every retained record of a topic, partition by partition in offset order (empty when the
-    topic does not exist)."""
+    topic does not exist). A read that stalls returns what it read, which the verifier then
+    reports as a chain cut short."""
     consumer = side_consumer(settings)
     await consumer.start()
     try:
         out: list[RawMessage] = []
-        for p in sorted(await _partitions(consumer, topic)):
-            tp = TopicPartition(topic, p)
-            consumer.assign([tp])
-            begin = (await consumer.beginning_offsets([tp]))[tp]
-            out += await _read(consumer, tp, begin, await _end(consumer, tp, begin))
-        return out
+        start: dict[TopicPartition, Optional[int]] = {TopicPartition(topic, p): None
+                                                      for p in sorted(await _partitions(consumer, topic))}
+        try:
+            async for records in read_to_end(consumer, start, STALL_S):
+                out += [RawMessage(r.topic, r.partition, r.offset, r.key, r.value) for r in records]
+        except ReadStalled as exc:
+            log.error("reading %s stalled; going on with what was read (%s)", topic, exc)
+        return sorted(out, key=lambda m: (m.partition, m.offset))
     finally:
         await consumer.stop()
 
@@ -73,36 +76,3 @@ async def _partitions(consumer: Any, topic: str) -> set[int]:
     if topic not in await consumer.topics():
         return set()
     return set(consumer.partitions_for_topic(topic) or ())
-
-
-async def _end(consumer: Any, tp: TopicPartition, begin: int) -> int:
-    """The partition's end: what the broker reports, then read on until a fetch comes back
-    empty (the embedded broker reports the end of a multi-record batch as its first offset + 1,
-    DESIGN.md section 4; on Apache Kafka the first fetch is already empty)."""
-    reported = (await consumer.end_offsets([tp]))[tp]
-    consumer.seek(tp, max(begin, reported - 1))
-    while (await consumer.getmany(tp, timeout_ms=300, max_records=10_000)).get(tp):
-        pass
-    return max(reported, await consumer.position(tp))
-
-
-async def _read(consumer: Any, tp: TopicPartition, start: int, end: int) -> list[RawMessage]:
-    """Records [start, end) of one assigned partition."""
-    out: list[RawMessage] = []
-    if start >= end:
-        return out
-    consumer.seek(tp, start)
-    last_progress = time.monotonic()
-    while True:
-        batch = (await consumer.getmany(tp, timeout_ms=1000, max_records=1000)).get(tp, [])
-        for r in batch:
-            if r.offset < end:
-                out.append(RawMessage(tp.topic, tp.partition, r.offset, r.key, r.value))
-        if batch:
-            last_progress = time.monotonic()
-        if await consumer.position(tp) >= end:
-            return out
-        if time.monotonic() - last_progress > STALL_S:
-            log.error("reading %s[%d] stalled at %d of %d; going on with what was read", tp.topic, tp.partition,
-                      await consumer.position(tp), end)
-            return out

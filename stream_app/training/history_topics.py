@@ -2,12 +2,12 @@
 input topic and of its ground-truth (or calendar) topic, from the beginning up to their end as
 of now, decoded by the same code the agents use.
 
-The end of each partition is the high watermark reported by the first fetch response for it
-(not a ListOffsets answer: the embedded broker gets those wrong after multi-record batches).
-A poll that brings nothing also ends the read once every partition has answered a fetch (what
-is left is not retained), or after a few such polls if one stays silent, so an idle or missing
-topic does not block. Messages produced while reading may or may not be included; nothing
-older is missed.
+The end of each partition is the one it had when the read began, by the rule every read "to
+the end" in the product keeps (stream_app.kafka_io.read_to_end: the broker's latest offset
+raised to the high watermark of the partition's first fetch). A topic that does not exist is
+empty; a read that gets no record for STALL_S short of the end stops training with one line,
+rather than training on part of the history. Messages produced while reading may or may not
+be included; nothing older is missed.
 """
 
 from __future__ import annotations
@@ -21,14 +21,15 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from stream_app import progress
 from stream_app.intake import RawMessage, decode_batch
+from stream_app.errors import Problem
+from stream_app.kafka_io import ReadStalled, read_to_end
 from stream_app.kafka_security import aiokafka_options
 from schemas.common import InputEvent
 from stream_app.decoding import Limits
 
 E = TypeVar("E", bound=InputEvent)
 
-POLL_MS = 2000
-MAX_IDLE_POLLS = 5  # empty polls in a row that end the read while a partition never answered
+STALL_S = 60.0
 MAX_RECORDS = 5000
 
 
@@ -61,47 +62,19 @@ async def read_topics(bootstrap: str, topics: Sequence[str]) -> dict[str, list[R
     try:
         await consumer.start()
         await consumer.topics()  # metadata for partitions_for_topic
-        partitions = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
+        start = {TopicPartition(t, p): None for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())}
         out: dict[str, list[RawMessage]] = {t: [] for t in topics}
-        if partitions:
-            consumer.assign(partitions)
-            await consumer.seek_to_beginning(*partitions)
-            await _read_to_end(consumer, partitions, out)
+        with progress.bar(f"reading {', '.join(sorted(topics))}", unit="msg") as shown:
+            try:
+                async for records in read_to_end(consumer, start, STALL_S, max_records=MAX_RECORDS):
+                    out[records[0].topic].extend(map(_raw, records))
+                    shown.update(len(records))
+            except ReadStalled as exc:
+                raise Problem(f"reading the training history stalled ({exc})",
+                              "check the broker and run the command again") from None
         return out
     finally:
         await consumer.stop()
-
-
-async def _read_to_end(
-    consumer: AIOKafkaConsumer, partitions: Sequence[TopicPartition], out: dict[str, list[RawMessage]]
-) -> None:
-    ends: dict[TopicPartition, int] = {}
-    idle = 0
-    with progress.bar(f"reading {', '.join(sorted({tp.topic for tp in partitions}))}", unit="msg") as shown:
-        while True:
-            batches = await consumer.getmany(timeout_ms=POLL_MS, max_records=MAX_RECORDS)
-            for tp, records in batches.items():
-                kept = [_raw(r) for r in records if tp not in ends or r.offset < ends[tp]]
-                out[tp.topic].extend(kept)
-                shown.update(len(kept))
-            for tp in partitions:
-                high = consumer.highwater(tp)
-                if tp not in ends and high is not None:
-                    ends[tp] = high  # the end as of the first fetch: later messages are not waited for
-            if len(ends) == len(partitions) and shown.total is None:
-                shown.total = sum(ends.values())  # offsets from 0: an upper bound where retention dropped some
-            if await _all_at_end(consumer, partitions, ends):
-                return
-            idle = 0 if batches else idle + 1
-            if idle and (len(ends) == len(partitions) or idle >= MAX_IDLE_POLLS):
-                return
-
-
-async def _all_at_end(consumer: AIOKafkaConsumer, partitions: Sequence[TopicPartition], ends: dict[TopicPartition, int]) -> bool:
-    for tp in partitions:
-        if tp not in ends or await consumer.position(tp) < ends[tp]:
-            return False
-    return True
 
 
 def _raw(record: ConsumerRecord) -> RawMessage:
