@@ -10,7 +10,8 @@ For every stream, the same shape:
 * the stream's scorer follows the model registry (`SharedScorer.watch`);
 * a revoked input partition is handed to the stream's `revoked` hook, and its alert chain's
   head is forgotten;
-* the alert chains of the audit trail (AUDIT_ALERTS) follow the input partitions.
+* the alert chains of the audit trail (AUDIT_ALERTS) follow the input partitions: the head of
+  each assigned partition's chain is read in the background, before its first alert.
 
 What a stream adds is a `StreamWiring`: its declaration, its scorer handle, how its pipeline is
 built, and hooks for what only some streams have (a state hand-over before a batch, a snapshot
@@ -90,8 +91,11 @@ def register(app: Any, settings: Settings, wiring: StreamWiring, health: Optiona
         run = wiring.pipeline(Outbox(app.producer), chain)
         while True:
             async with inbox.batch(batch_max) as messages:
+                assigned = inbox.next_offsets()
+                if chain is not None:
+                    chain.prefetch(assigned)
                 if wiring.warm is not None:
-                    await wiring.warm(messages, inbox.next_offsets())
+                    await wiring.warm(messages, assigned)
                 await run.process(messages)
             if wiring.between is not None:
                 await wiring.between(app.producer)

@@ -67,15 +67,32 @@ class AlertChain:
         self.stream = stream
         self._read_tail = read_tail
         self.heads: dict[Optional[int], tuple[int, str]] = {}
+        self._reading: dict[Optional[int], asyncio.Future[Optional[tuple[int, str]]]] = {}
+
+    def prefetch(self, partitions: Iterable[Optional[int]]) -> None:
+        """Start reading the heads not known yet, in the background: a partition just assigned
+        has its head by its first alert, which would otherwise wait for the read (a consumer
+        started per chain: the paced load case saw a second of latency at its first alerts)."""
+        for p in set(partitions) - self.heads.keys() - self._reading.keys():
+            task = self._reading[p] = asyncio.ensure_future(self._read_tail(chain_id(self.stream, p)))
+            task.add_done_callback(_retrieved)
 
     async def ensure(self, partitions: Iterable[Optional[int]]) -> None:
-        """Know the head of each partition's chain: its last link on the audit topic."""
-        missing = sorted(set(partitions) - self.heads.keys(), key=str)
-        tails = await asyncio.gather(*(self._read_tail(chain_id(self.stream, p)) for p in missing))
-        for p, tail in zip(missing, tails):
-            self.heads[p] = tail if tail is not None else (0, GENESIS)
-            if tail is not None:
-                log.info("%s: alert chain %s goes on from link %d", self.stream, chain_id(self.stream, p), tail[0])
+        """Know the head of each partition's chain: its last link on the audit topic. A read
+        that fails raises here, as the batch's own read would."""
+        wanted = set(partitions)
+        while missing := sorted(wanted - self.heads.keys(), key=str):
+            self.prefetch(missing)
+            reads = {p: self._reading[p] for p in missing}
+            await asyncio.wait(reads.values())
+            for p, read in reads.items():
+                if self._reading.get(p) is not read:
+                    continue  # forgotten meanwhile: read again
+                del self._reading[p]
+                tail = read.result()
+                self.heads[p] = tail if tail is not None else (0, GENESIS)
+                if tail is not None:
+                    log.info("%s: alert chain %s goes on from link %d", self.stream, chain_id(self.stream, p), tail[0])
 
     def link(self, partition: Optional[int], alert: Alert, explanation: Optional[Explanation]
              ) -> tuple[Alert, Optional[Explanation], AuditRecord]:
@@ -98,3 +115,12 @@ class AlertChain:
         failed after its links were made (what reached the topic is the truth)."""
         for p in partitions:
             self.heads.pop(p, None)
+            read = self._reading.pop(p, None)
+            if read is not None:
+                read.cancel()
+
+
+def _retrieved(read: "asyncio.Future[Any]") -> None:
+    """A read nobody awaits any more (forgotten) must not log its outcome as never retrieved."""
+    if not read.cancelled():
+        read.exception()

@@ -208,3 +208,65 @@ def test_a_record_that_is_not_a_link_is_reported(value: bytes) -> None:
     trail = _trail(2)
     trail.audit.append(RawMessage("alert-audit", 0, 9, P0.encode(), value))
     assert [f.kind for f in trail.verify().findings] == ["inserted"]
+
+
+class _Tails:
+    """A tail reader whose reads wait for `release`, counting them; partition 9 fails once."""
+
+    def __init__(self) -> None:
+        self.reads: list[str] = []
+        self.release = asyncio.Event()
+        self.failed = False
+
+    async def __call__(self, chain: str) -> Optional[tuple[int, str]]:
+        self.reads.append(chain)
+        await self.release.wait()
+        if chain.endswith("/9") and not self.failed:
+            self.failed = True
+            raise ConnectionError("broker gone")
+        return (len(self.reads), "f" * 64)
+
+
+def test_heads_read_ahead_are_not_read_again() -> None:
+    async def run() -> None:
+        tails = _Tails()
+        chain = AlertChain("maintenance", tails)
+        chain.prefetch([0, 1])
+        chain.prefetch([0, 1])  # already reading
+        await asyncio.sleep(0)
+        assert sorted(tails.reads) == ["maintenance/0", "maintenance/1"] and not chain.heads
+        tails.release.set()
+        await chain.ensure([0, 1])
+        assert chain.heads == {0: (2, "f" * 64), 1: (2, "f" * 64)}  # both read before either answered
+        assert len(tails.reads) == 2
+
+    asyncio.run(run())
+
+
+def test_a_head_forgotten_while_read_is_read_again() -> None:
+    async def run() -> None:
+        tails = _Tails()
+        chain = AlertChain("maintenance", tails)
+        chain.prefetch([0])
+        await asyncio.sleep(0)
+        chain.forget([0])  # revoked while its read was under way: that read's answer is stale
+        tails.release.set()
+        await chain.ensure([0])
+        assert tails.reads == ["maintenance/0", "maintenance/0"]
+        assert chain.heads[0] == (2, "f" * 64)  # the second read's answer
+
+    asyncio.run(run())
+
+
+def test_a_failed_read_fails_ensure_and_is_tried_again() -> None:
+    async def run() -> None:
+        tails = _Tails()
+        chain = AlertChain("maintenance", tails)
+        tails.release.set()
+        chain.prefetch([9])
+        with pytest.raises(ConnectionError):
+            await chain.ensure([9])
+        await chain.ensure([9])
+        assert 9 in chain.heads and tails.reads == ["maintenance/9", "maintenance/9"]
+
+    asyncio.run(run())
