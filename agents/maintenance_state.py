@@ -200,7 +200,12 @@ class MachineStateKeeper:
 
     def _member(self, machine_id: str, p: int) -> None:
         """A reading of this machine on partition p changes its state."""
-        if self.partition_of.get(machine_id) != p:
+        before = self.partition_of.get(machine_id)
+        if before != p:
+            if before is not None:  # its readings now come keyed elsewhere: the old partition's
+                self.members[before].discard(machine_id)  # revocation must not forget it, and its
+                self.dirty[before].discard(machine_id)  # record there is stale (deleted next turn)
+                self.tombstones[before].add(machine_id)
             self.partition_of[machine_id] = p
             self.members[p].add(machine_id)
             self.tombstones[p].discard(machine_id)
