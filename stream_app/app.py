@@ -54,10 +54,10 @@ def create_app(settings: Settings, health: Optional[Health] = None) -> faust.App
     # No Faust tables: see agents/drift.py for why drift snapshots live in a plain topic.
     drift_snapshots = DriftSnapshots(settings, lambda: app.producer)
     health = health or Health()
-    # Each stream's module says what it adds (its wiring); one generic module registers them.
-    stream_agent.register(app, settings, maintenance.wiring(settings, registry, drift_snapshots), health)
-    stream_agent.register(app, settings, demand.wiring(settings, registry, drift_snapshots))
-    stream_agent.register(app, settings, supply_chain.wiring(settings, registry, drift_snapshots), health)
+    # Each stream's module says what it adds (its wiring); one generic module registers them,
+    # each reporting its progress to the readiness probe (a worker serving demand alone is ready).
+    for stream in (maintenance, demand, supply_chain):
+        stream_agent.register(app, settings, stream.wiring(settings, registry, drift_snapshots), health)
 
     lag_series = metrics.LagSeries()
 
