@@ -115,6 +115,7 @@ class HSTDetector:
         self.model = HalfSpaceTrees(n_trees=n_trees, height=height, window_size=window, seed=seed,
                                     limits={n: (0.0, 1.0) for n in self.names})
         self.reference = np.zeros((0, len(self.low)), dtype=np.float32)
+        self._trees: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # `_compile`d after `fit`
 
     def scaled(self, x: np.ndarray) -> np.ndarray:
         return np.clip((x - self.low) / self.span, 0.0, 1.0)
@@ -127,14 +128,36 @@ class HSTDetector:
         complete = (len(x) // self.window) * self.window
         if complete:
             self.reference = np.asarray(x[complete - self.window: complete], dtype=np.float32)
+        self._trees = _compile(self.model, len(self.names)) if self.model.trees and not self.model._first_window else None
 
     @property
     def ready(self) -> bool:
         return len(self.reference) == self.window
 
     def statistic(self, x: np.ndarray) -> np.ndarray:
-        names, score = self.names, self.model.score_one
-        return np.fromiter((score(dict(zip(names, row))) for row in self.scaled(x).tolist()), dtype=np.float64, count=len(x))
+        """River's `score_one` for each row, computed for all rows and trees at once on the trees'
+        arrays (~2 us a row instead of ~57: it was a quarter of a transaction's scoring). The same
+        walk and the same sums (whole numbers, exact in floats), so the same scores;
+        tests/unit/test_supply_chain_detectors.py holds it to River's."""
+        if self._trees is None:  # no complete window learnt: River scores 0
+            return np.zeros(len(x), dtype=np.float64)
+        feature, threshold, r_mass = self._trees
+        rows = self.scaled(np.asarray(x, dtype=np.float64))
+        n, trees = len(rows), feature.shape[0]
+        tree = np.arange(trees)[None, :]
+        node = np.zeros((n, trees), dtype=np.int64)
+        active = np.ones((n, trees), dtype=bool)
+        total = np.zeros((n, trees), dtype=np.float64)
+        size_limit, weight = 0.1 * self.model.window_size, 1.0
+        for _ in range(self.height):
+            r = r_mass[tree, node]
+            total += np.where(active, r * weight, 0.0)
+            active &= r >= size_limit  # River stops the walk below the size limit
+            left = rows[np.arange(n)[:, None], feature[tree, node]] < threshold[tree, node]
+            node = np.where(left, 2 * node + 1, 2 * node + 2)
+            weight *= 2
+        total += np.where(active, r_mass[tree, node] * weight, 0.0)
+        return 1.0 - total.sum(axis=1) / self.model._max_score
 
     def to_manifest(self) -> dict[str, Any]:
         return {"low": self.low.tolist(), "high": self.high.tolist(), "n_trees": self.n_trees, "height": self.height,
@@ -148,6 +171,28 @@ class HSTDetector:
                              f"({det.window}, {len(FEATURES)})")
         det.fit(reference)
         return det
+
+
+def _compile(model: HalfSpaceTrees, n_features: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each tree as heap-ordered arrays (node i's children at 2i+1 and 2i+2): the split feature's
+    column, the threshold, and the mass of the reference window (River's `r_mass`)."""
+    size = 2 ** (model.height + 1) - 1
+    feature = np.zeros((model.n_trees, size), dtype=np.int64)
+    threshold = np.zeros((model.n_trees, size), dtype=np.float64)
+    r_mass = np.zeros((model.n_trees, size), dtype=np.float64)
+    for t, root in enumerate(model.trees):
+        todo = [(root, 0)]
+        while todo:
+            node, i = todo.pop()
+            r_mass[t, i] = node.r_mass
+            children = getattr(node, "children", None)
+            if children:  # a branch (leaves have none)
+                column = int(str(node.feature)[1:])  # features are named f0, f1, ...
+                if not 0 <= column < n_features:
+                    raise ValueError(f"HalfSpaceTrees split on an unknown feature {node.feature!r}")
+                feature[t, i], threshold[t, i] = column, node.threshold
+                todo += [(children[0], 2 * i + 1), (children[1], 2 * i + 2)]
+    return feature, threshold, r_mass
 
 
 @dataclass

@@ -54,6 +54,19 @@ def test_half_space_trees_rebuild_from_their_reference_window() -> None:
     np.testing.assert_allclose(rebuilt.statistic(x[:50]), hst.statistic(x[:50]))
 
 
+@pytest.mark.parametrize("height", [3, 8])
+def test_half_space_trees_score_all_rows_at_once_as_river_scores_each(height: int) -> None:
+    x = _normal_rows(1500)
+    hst = HSTDetector(x.min(axis=0), x.max(axis=0), n_trees=12, height=height, window=400, seed=3)
+    assert (hst.statistic(x[:5]) == 0).all()  # no complete window yet: River scores 0
+    hst.fit(x)
+    rows = np.vstack([_normal_rows(300, seed=2), np.full((1, F), 5.0), np.full((1, F), -5.0), x[:2]])
+    rows[:20] *= 3  # out of the reference range: walks that stop early on thin mass
+    river = [hst.model.score_one(dict(zip(hst.names, r))) for r in hst.scaled(rows).tolist()]
+    assert hst.statistic(rows).tolist() == river  # exactly: the same walk, whole-number sums
+    assert len(set(river)) > 50
+
+
 def test_gnn_finds_flows_within_a_region_plausible_and_across_regions_not() -> None:
     graph = _network_graph()
     snap = pyg.snapshot(graph, 3)
