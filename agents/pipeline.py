@@ -17,18 +17,17 @@ import time
 from collections import Counter
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Callable, Generic, Iterable, Iterator, Mapping, Optional, Sequence, TypeVar, Union
+from typing import Callable, Generic, Iterable, Iterator, Mapping, Optional, Sequence, TypeVar
 
 from agents.drift import DriftTracker
 from stream_app.intake import RawMessage
-from agents.publish import Outbox, Outgoing, take_in
-from schemas import Alert, DriftEvent, Explanation, OutputMessage
+from agents.publish import Message, Outbox, Outgoing, take_in
+from schemas import Alert, DriftEvent, Explanation
 from schemas.outputs import InputRef, digest
 from schemas.common import InputEvent
 from stream_app import metrics
 from stream_app.audit.chain import AlertChain
 from stream_app.deadletter import build_dead_letter
-from stream_app.encoded import EncodedMessage
 from stream_app.decoding import DecodeFailure
 from stream_app.settings import Settings
 
@@ -45,7 +44,7 @@ SCORE_CHUNK = 1000  # events scored, and their outputs sent, at a time
 class Output:
     topic: str
     key: Optional[str]
-    message: Union[OutputMessage, EncodedMessage]
+    message: Message
     # The event's own answer (its prediction or score): one array answers a gateway message
     # where the input topic's TOPIC_CONFIG__<TOPIC>__ANSWER_ARRAYS is on.
     answer: bool = False
@@ -102,8 +101,8 @@ class StreamPipeline(Generic[E, R]):
         stream's rules without its model); without one, or if it fails too, the batch's input
         becomes dead letters. Either way the agent carries on. `audit`: the stream's alert
         chains; each alert and its explanation get their link, published in the same batch.
-        `decisions`: the decision source and confidence of each result's prediction, counted
-        per batch (one per event: the metrics' per-event cost was a tenth of the hot path)."""
+        `decisions`: the decision source and confidence of each result's prediction, for the
+        metrics, counted per batch, not per event (per-event calls cost a tenth of the hot path)."""
         self.stream = stream
         self.event_model = event_model
         self.settings = settings
@@ -180,7 +179,7 @@ class StreamPipeline(Generic[E, R]):
         if self.audit is not None:
             outgoing += await self._link_alerts(produced, origin, sources)
         # per gateway message answered by one array: (topic, its key, the answers in order)
-        arrays: dict[tuple[Optional[int], Optional[int]], tuple[str, Optional[bytes], list[Union[OutputMessage, EncodedMessage]]]] = {}
+        arrays: dict[tuple[Optional[int], Optional[int]], tuple[str, Optional[bytes], list[Message]]] = {}
         for outs in produced:
             for out in outs:
                 message = out.message
