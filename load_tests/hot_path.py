@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+import torch
 
 from agents.drift import DriftTracker
 from agents.maintenance import drift_values
@@ -70,6 +71,7 @@ def main() -> None:
     parser.add_argument("--model-dir", type=Path, default=Path("model_store"))
     args = parser.parse_args()
 
+    torch.set_num_threads(1)  # as a worker runs its models (stream_app/worker.py)
     values = [v for field, v, _ in simulate("maintenance", args.readings, args.machines) if field == "sensor_readings"]
     single = [json.dumps(v).encode() for v in values]
     gateway = [json.dumps(values[i : i + 100]).encode() for i in range(0, len(values), 100)]
