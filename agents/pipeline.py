@@ -102,7 +102,7 @@ class StreamPipeline(Generic[E, R]):
         becomes dead letters. Either way the agent carries on. `audit`: the stream's alert
         chains; each alert and its explanation get their link, published in the same batch.
         `decisions`: the decision source and confidence of each result's prediction, for the
-        metrics, counted per batch, not per event (per-event calls cost a tenth of the hot path)."""
+        metrics, counted once per batch rather than once per event (the hot path)."""
         self.stream = stream
         self.event_model = event_model
         self.settings = settings

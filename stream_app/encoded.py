@@ -1,8 +1,9 @@
 """Output messages serialized straight from their fields, for paths that publish one message per
-input event: building and dumping a pydantic model costs ~7 us a message, the fields' JSON ~1 us.
+input event: building and dumping a pydantic model per event cost more than the fields' JSON
+(`python -m load_tests.hot_path`, "the agent's whole pipeline", measures the path).
 
-The fields are the schema's own (schemas/outputs.py), in its order, with `schema_version` first
-as pydantic writes it; tests/unit/test_encoded.py holds each encoder to what the model itself
+The fields are the schema's own (schemas/outputs.py), in its order, `schema_version` first as
+pydantic writes it; tests/unit/test_encoded.py holds each encoder to what the model itself
 would publish. Values come from the product's own scorer, so they are not validated again here;
 the lazily built model (`ScoredReading.prediction`) validates them wherever code asks for it.
 """
@@ -13,8 +14,6 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
 import orjson
-
-from schemas.common import OUTPUT_SCHEMA_VERSION
 
 _OPTIONS = orjson.OPT_UTC_Z  # datetimes in UTC as ...Z, as pydantic writes them
 
@@ -29,5 +28,6 @@ class EncodedMessage:
 
 
 def encode_fields(fields: Mapping[str, Any], **update: Any) -> bytes:
-    """The JSON of an output message with these fields (`update` replacing some)."""
-    return orjson.dumps({"schema_version": OUTPUT_SCHEMA_VERSION, **fields, **update}, option=_OPTIONS)
+    """The JSON of an output message with these fields (`schema_version` among them; `update`
+    replacing some)."""
+    return orjson.dumps({**fields, **update} if update else fields, option=_OPTIONS)

@@ -51,6 +51,7 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 import numpy as np
 import torch
 
+from schemas.common import OUTPUT_SCHEMA_VERSION
 from schemas.outputs import Alert, Explanation, MaintenancePrediction, deterministic_id
 from schemas.sensor import MaintenanceOutcome, SensorReading
 from stream_app.features.maintenance import MaintenanceFeatures
@@ -74,8 +75,8 @@ _NO_NAMES: list[str] = []
 
 @dataclass(slots=True)
 class ScoredReading:
-    # The prediction's fields (MaintenancePrediction's, in its order), published as they are
-    # (stream_app/encoded.py): no model object per reading on the hot path.
+    # The prediction's fields (MaintenancePrediction's, in its order, schema_version included),
+    # published as they are (stream_app/encoded.py): no model object per reading on the hot path.
     fields: dict[str, Any]
     alert: Optional[Alert]
     explanation: Optional[Explanation]
@@ -909,6 +910,7 @@ class MaintenanceScorer:
             reason = self._reason(b, c, i)
             t = ttf[i] if ttf else (None, None, None)
             fields = {
+                "schema_version": OUTPUT_SCHEMA_VERSION,
                 "prediction_id": deterministic_id("maintenance-prediction", r.event_id, version),
                 "event_id": r.event_id, "machine_id": r.machine_id, "event_ts": r.ts,
                 "failure_probability": c.p[i], "horizon_hours": horizon,
