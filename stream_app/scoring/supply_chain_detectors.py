@@ -128,7 +128,7 @@ class HSTDetector:
         complete = (len(x) // self.window) * self.window
         if complete:
             self.reference = np.asarray(x[complete - self.window: complete], dtype=np.float32)
-        self._trees = _compile(self.model, len(self.names)) if self.model.trees and not self.model._first_window else None
+        self._trees = _compile(self.model, self.names) if self.model.trees and not self.model._first_window else None
 
     @property
     def ready(self) -> bool:
@@ -173,9 +173,10 @@ class HSTDetector:
         return det
 
 
-def _compile(model: HalfSpaceTrees, n_features: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _compile(model: HalfSpaceTrees, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each tree as heap-ordered arrays (node i's children at 2i+1 and 2i+2): the split feature's
-    column, the threshold, and the mass of the reference window (River's `r_mass`)."""
+    column in `names`, the threshold, and the mass of the reference window (River's `r_mass`)."""
+    column_of = {name: i for i, name in enumerate(names)}
     size = 2 ** (model.height + 1) - 1
     feature = np.zeros((model.n_trees, size), dtype=np.int64)
     threshold = np.zeros((model.n_trees, size), dtype=np.float64)
@@ -187,10 +188,9 @@ def _compile(model: HalfSpaceTrees, n_features: int) -> tuple[np.ndarray, np.nda
             r_mass[t, i] = node.r_mass
             children = getattr(node, "children", None)
             if children:  # a branch (leaves have none)
-                column = int(str(node.feature)[1:])  # features are named f0, f1, ...
-                if not 0 <= column < n_features:
+                if node.feature not in column_of:
                     raise ValueError(f"HalfSpaceTrees split on an unknown feature {node.feature!r}")
-                feature[t, i], threshold[t, i] = column, node.threshold
+                feature[t, i], threshold[t, i] = column_of[node.feature], node.threshold
                 todo += [(children[0], 2 * i + 1), (children[1], 2 * i + 2)]
     return feature, threshold, r_mass
 
